@@ -1,0 +1,1 @@
+"""Podium signaling: tokens, WebSocket protocol, server, Python client and CLI."""
