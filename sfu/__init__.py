@@ -1,1 +1,4 @@
-"""Podium media core: sans-I/O routing, forwarding and slot policy; asyncio/aiortc adapter in sfu.rtc."""
+"""Podium media core: sans-I/O routing, forwarding and slot policy.
+
+The asyncio/aiortc adapter lives in ``sfu.rtc``; nothing else here does I/O.
+"""

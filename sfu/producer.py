@@ -1,0 +1,41 @@
+"""A speaker's inbound audio, as the router sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sfu.rtp import SILENCE_LEVEL
+
+
+@dataclass(slots=True, eq=False)
+class Producer:
+    """One participant's uplink audio.
+
+    ``allowed`` follows the participant's role (on stage or not) and ``muted``
+    a self or moderator mute: either one keeps its packets out of the routing
+    table, so enforcement sits in the media path, not in the client.
+    ``has_uplink`` says the peer connection negotiated a send track at all.
+    """
+
+    participant_id: str
+    allowed: bool = False
+    muted: bool = False
+    has_uplink: bool = False
+    stage_since: float = 0.0
+    audio_level: int = SILENCE_LEVEL
+    level_time: float | None = None
+    packets: int = 0
+    octets: int = 0
+    last_packet_time: float | None = None
+
+    @property
+    def routable(self) -> bool:
+        return self.has_uplink and self.allowed and not self.muted
+
+    def on_packet(self, level: int | None, size: int, now: float) -> None:
+        self.packets += 1
+        self.octets += size
+        self.last_packet_time = now
+        if level is not None:
+            self.audio_level = level
+            self.level_time = now

@@ -1,0 +1,149 @@
+"""One room's media router: producers, consumer slots, slot policy and routing table.
+
+Sans-I/O: every input carries ``now``; outputs are the consumers a packet goes
+to (``on_rtp``) and events (``next_event``).  Any change that can move a
+speaker in or out of a slot (join, leave, role, mute, uplink) re-runs the slot
+policy and rebuilds the routing snapshot before returning, so the very next
+packet already follows the new routing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Sequence
+from typing import Any
+
+from sfu.consumer import Consumer
+from sfu.events import RouterEvent, SlotsChanged
+from sfu.forwarder import Forwarder
+from sfu.participant import Participant
+from sfu.producer import Producer
+from sfu.routing import RoutingTable
+from sfu.slots import ArrivalOrderPolicy, Layout, SlotPolicy, assign_slots
+
+_NO_TARGETS: tuple[Consumer, ...] = ()
+
+
+class Room:
+    def __init__(self, room_id: str, policy: SlotPolicy | None = None) -> None:
+        self.id = room_id
+        self.policy: SlotPolicy = policy or ArrivalOrderPolicy()
+        self.participants: dict[str, Participant] = {}
+        self.routing = RoutingTable()
+        self.dropped: Counter[str] = Counter()
+        self._events: deque[RouterEvent] = deque()
+
+    # -- membership -------------------------------------------------------
+    def join(self, participant_id: str, may_publish: bool, now: float) -> Participant:
+        if participant_id in self.participants:
+            raise ValueError(f"participant {participant_id!r} already in room {self.id!r}")
+        producer = Producer(participant_id, allowed=may_publish, stage_since=now)
+        participant = Participant(participant_id, producer)
+        self.participants[participant_id] = participant
+        return participant
+
+    def leave(self, participant_id: str, now: float) -> None:
+        if self.participants.pop(participant_id, None) is not None:
+            self._reassign(now)
+
+    def attach_slots(
+        self, participant_id: str, forwarders: Sequence[Forwarder], now: float
+    ) -> None:
+        participant = self.participants[participant_id]
+        participant.consumers = tuple(
+            Consumer(participant_id, slot, fwd) for slot, fwd in enumerate(forwarders)
+        )
+        self._events.append(SlotsChanged(participant_id, participant.layout))
+        self._reassign(now)
+
+    def set_uplink(self, participant_id: str, present: bool, now: float) -> None:
+        self._update(participant_id, now, has_uplink=present)
+
+    def set_publish_allowed(self, participant_id: str, allowed: bool, now: float) -> None:
+        producer = self.participants[participant_id].producer
+        if allowed and not producer.allowed:
+            producer.stage_since = now
+        self._update(participant_id, now, allowed=allowed)
+
+    def set_muted(self, participant_id: str, muted: bool, now: float) -> None:
+        self._update(participant_id, now, muted=muted)
+
+    def _update(self, participant_id: str, now: float, **flags: bool) -> None:
+        producer = self.participants[participant_id].producer
+        before = producer.routable
+        for name, value in flags.items():
+            setattr(producer, name, value)
+        if producer.routable != before:
+            self._reassign(now)
+
+    # -- packet path ------------------------------------------------------
+    def on_rtp(
+        self, participant_id: str, level: int | None, size: int, now: float
+    ) -> tuple[Consumer, ...]:
+        """Account one inbound packet; return the slots it must be written to."""
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            self.dropped["no_route"] += 1
+            return _NO_TARGETS
+        producer = participant.producer
+        producer.on_packet(level, size, now)
+        if not producer.allowed:
+            self.dropped["not_allowed"] += 1
+            return _NO_TARGETS
+        if producer.muted:
+            self.dropped["muted"] += 1
+            return _NO_TARGETS
+        targets = self.routing.targets(participant_id)
+        if not targets:
+            self.dropped["not_selected"] += 1
+        return targets
+
+    # -- policy -----------------------------------------------------------
+    def reassign(self, now: float) -> None:
+        """Re-run the slot policy (a level-driven policy calls this on its ticks)."""
+        self._reassign(now)
+
+    def _reassign(self, now: float) -> None:
+        producers = [p.producer for p in self.participants.values() if p.producer.has_uplink]
+        ranked = self.policy.rank(producers, now)
+        ranked_set = set(ranked)
+        memo: dict[tuple[Layout, str | None], Layout] = {}
+        changed = False
+        for participant in self.participants.values():
+            if not participant.consumers:
+                continue
+            old = participant.layout
+            exclude = participant.id if participant.id in ranked_set else None
+            key = (old, exclude)
+            new = memo.get(key)
+            if new is None:
+                new = memo[key] = assign_slots(old, ranked, exclude)
+            if new != old:
+                for consumer, source in zip(participant.consumers, new, strict=True):
+                    consumer.source = source
+                self._events.append(SlotsChanged(participant.id, new))
+                changed = True
+        if changed:
+            self.routing.rebuild(c for p in self.participants.values() for c in p.consumers)
+
+    # -- outputs ----------------------------------------------------------
+    def next_event(self) -> RouterEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "participants": {
+                pid: {
+                    "allowed": p.producer.allowed,
+                    "muted": p.producer.muted,
+                    "has_uplink": p.producer.has_uplink,
+                    "packets_in": p.producer.packets,
+                    "slots": list(p.layout),
+                }
+                for pid, p in self.participants.items()
+            },
+            "routing": self.routing.dump(),
+            "routing_entries": self.routing.entries,
+            "dropped": dict(self.dropped),
+        }

@@ -1,0 +1,173 @@
+"""A core ``Room`` driven by real peer connections: negotiation, fan-out, cleanup.
+
+The forwarding path is: aiortc decrypts and parses → ``MediaPeer`` tap →
+``Room.on_rtp`` (accounting, role/mute enforcement, routing lookup) → for each
+target slot ``Forwarder.rewrite`` → the slot's sink (SRTP protect + sendto).
+No decode, no encode, no task per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc.rtp import RtpPacket
+
+from sfu.config import MediaConfig
+from sfu.events import RouterEvent
+from sfu.room import Room
+from sfu.rtc.peer import MediaPeer, NegotiationError
+from sfu.rtc.setup import rtc_configuration
+from sfu.slots import SlotPolicy
+
+logger = logging.getLogger(__name__)
+
+EventHandler = Callable[[RouterEvent], None]
+PeerLostHandler = Callable[[str, str], Awaitable[None]]
+
+
+class MediaRoom:
+    def __init__(
+        self,
+        room_id: str,
+        config: MediaConfig,
+        on_event: EventHandler,
+        on_peer_lost: PeerLostHandler,
+        policy: SlotPolicy | None = None,
+    ) -> None:
+        self.room = Room(room_id, policy)
+        self.config = config
+        self.peers: dict[str, MediaPeer] = {}
+        self.stats: Counter[str] = Counter()
+        self._on_event = on_event
+        self._on_peer_lost = on_peer_lost
+        self._sr_task: asyncio.Task[None] | None = None
+
+    # -- membership (called by the session layer) ------------------------
+    def join(self, participant_id: str, may_publish: bool) -> None:
+        self.room.join(participant_id, may_publish, time.monotonic())
+        self._deliver()
+
+    async def connect(self, participant_id: str, offer_sdp: str) -> str:
+        """Answer ``participant_id``'s offer; raises NegotiationError."""
+        if participant_id in self.peers:
+            raise NegotiationError("invalid_state", "media already negotiated for this session")
+
+        async def handle_rtp(packet: RtpPacket) -> None:
+            await self._forward(participant_id, packet)
+
+        async def handle_state(state: str) -> None:
+            await self._peer_state(participant_id, state)
+
+        peer = MediaPeer(participant_id, rtc_configuration(), handle_rtp, handle_state)
+        self.peers[participant_id] = peer
+        try:
+            negotiated = await peer.negotiate(offer_sdp, self.config.slots)
+        except BaseException:
+            self.peers.pop(participant_id, None)
+            await peer.close()
+            raise
+        if participant_id not in self.room.participants:  # left while we negotiated
+            await self._close_peer(participant_id)
+            raise NegotiationError("invalid_state", "participant left during negotiation")
+        now = time.monotonic()
+        self.room.attach_slots(participant_id, negotiated.forwarders, now)
+        self.room.set_uplink(participant_id, negotiated.has_uplink, now)
+        self._deliver()
+        if self._sr_task is None:
+            self._sr_task = asyncio.create_task(self._sender_reports())
+        return negotiated.answer_sdp
+
+    def set_publish_allowed(self, participant_id: str, allowed: bool) -> None:
+        self.room.set_publish_allowed(participant_id, allowed, time.monotonic())
+        self._deliver()
+
+    def set_muted(self, participant_id: str, muted: bool) -> None:
+        self.room.set_muted(participant_id, muted, time.monotonic())
+        self._deliver()
+
+    async def leave(self, participant_id: str) -> None:
+        self.room.leave(participant_id, time.monotonic())
+        self._deliver()
+        await self._close_peer(participant_id)
+
+    async def close(self) -> None:
+        for pid in list(self.room.participants):
+            await self.leave(pid)
+        if self._sr_task is not None:
+            self._sr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sr_task
+            self._sr_task = None
+
+    # -- packet path -----------------------------------------------------
+    async def _forward(self, participant_id: str, packet: RtpPacket) -> None:
+        ext = packet.extensions.audio_level
+        level = ext[1] if ext is not None else None
+        payload = packet.payload
+        now = time.monotonic()
+        targets = self.room.on_rtp(participant_id, level, len(payload), now)
+        if not targets:
+            return
+        seq, ts, marker = packet.sequence_number, packet.timestamp, bool(packet.marker)
+        chunk = self.config.fanout_chunk
+        sent = failed = 0
+        for i, consumer in enumerate(targets, 1):
+            sink = consumer.sink
+            if sink is None:  # subscriber's transport not up yet
+                continue
+            data = consumer.forwarder.rewrite(participant_id, seq, ts, marker, payload, level, now)
+            try:
+                sink(data)
+                sent += 1
+            except Exception:  # a subscriber's broken transport must not stop the fan-out
+                failed += 1
+            if i % chunk == 0:
+                await asyncio.sleep(0)
+        stats = self.stats
+        stats["packets_out"] += sent
+        stats["bytes_out"] += sent * len(payload)
+        if failed:
+            self.room.dropped["send_error"] += failed
+
+    # -- internals -------------------------------------------------------
+    def _deliver(self) -> None:
+        while (event := self.room.next_event()) is not None:
+            self._on_event(event)
+
+    async def _peer_state(self, participant_id: str, state: str) -> None:
+        peer = self.peers.get(participant_id)
+        participant = self.room.participants.get(participant_id)
+        if peer is None or participant is None:
+            return
+        if state == "connected":
+            for consumer, sink in zip(participant.consumers, peer.sinks(), strict=True):
+                consumer.sink = sink
+        elif state in ("failed", "closed"):
+            await self._on_peer_lost(participant_id, state)
+
+    async def _close_peer(self, participant_id: str) -> None:
+        peer = self.peers.pop(participant_id, None)
+        if peer is not None:
+            await peer.close()
+
+    async def _sender_reports(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sender_report_interval)
+            now = time.monotonic()
+            for peer in list(self.peers.values()):
+                try:
+                    peer.sync_sender_reports(now)
+                except Exception:  # never let one peer stop reports for the room
+                    logger.exception("sender report sync failed for %s", peer.participant_id)
+
+    def dump(self) -> dict[str, Any]:
+        data = self.room.dump()
+        data["peers"] = {pid: p.connection_state for pid, p in self.peers.items()}
+        data["stats"] = dict(self.stats)
+        return data

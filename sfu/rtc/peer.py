@@ -1,0 +1,144 @@
+"""One participant's server-side peer connection: one uplink, K slot senders.
+
+The client offers one send m-line (its microphone; a listener may leave it
+without a track, so a later promotion needs no renegotiation) and K receive
+m-lines (the slots).  Which speaker a slot carries is decided by the media
+core and changes with no SDP at all: the slot's SSRC stays, its source moves.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.clock import current_ntp_time
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from sfu.consumer import Sink
+from sfu.forwarder import Forwarder
+from sfu.rtc.tracks import ParkedTrack, RtpHandler, tap_receiver
+from sfu.rtp import AUDIO_LEVEL_URI
+
+
+class NegotiationError(Exception):
+    """The offer cannot be answered; ``code`` is the protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    answer_sdp: str
+    forwarders: tuple[Forwarder, ...]
+    has_uplink: bool
+
+
+def _level_ext_id(transceiver: RTCRtpTransceiver) -> int | None:
+    for ext in transceiver._headerExtensions:
+        if ext.uri == AUDIO_LEVEL_URI:
+            return int(ext.id)
+    return None
+
+
+class MediaPeer:
+    def __init__(
+        self,
+        participant_id: str,
+        configuration: RTCConfiguration,
+        on_rtp: RtpHandler,
+        on_state: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.participant_id = participant_id
+        self.pc = RTCPeerConnection(configuration)
+        self._on_rtp = on_rtp
+        self._on_state = on_state
+        self._slots: list[tuple[RTCRtpTransceiver, Forwarder]] = []
+        self.pc.on("connectionstatechange", self._state_changed)
+
+    @property
+    def connection_state(self) -> str:
+        return str(self.pc.connectionState)
+
+    async def negotiate(self, offer_sdp: str, max_slots: int) -> Negotiated:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError, ...
+            raise NegotiationError("invalid_sdp", f"cannot apply offer: {exc}") from exc
+        uplink: RTCRtpTransceiver | None = None
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind != "audio":
+                raise NegotiationError("invalid_sdp", "Podium rooms carry audio only")
+            offered = transceiver._offerDirection  # our side's direction, as offered
+            if offered in ("recvonly", "sendrecv") and uplink is None:
+                uplink = transceiver
+                transceiver.direction = "recvonly"
+                tap_receiver(transceiver.receiver, self._on_rtp)
+            elif offered == "sendonly" and len(self._slots) < max_slots:
+                transceiver.direction = "sendonly"
+                transceiver.sender.replaceTrack(ParkedTrack())  # never released
+                self._slots.append((transceiver, self._forwarder(transceiver)))
+            else:
+                transceiver.direction = "inactive"
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        return Negotiated(
+            answer_sdp=self.pc.localDescription.sdp,
+            forwarders=tuple(fwd for _, fwd in self._slots),
+            has_uplink=uplink is not None,
+        )
+
+    def _forwarder(self, transceiver: RTCRtpTransceiver) -> Forwarder:
+        payload_type = transceiver._codecs[0].payloadType
+        assert payload_type is not None  # set from the remote offer
+        return Forwarder(
+            ssrc=transceiver.sender._ssrc,  # the SSRC the answer signals and SRs report
+            payload_type=payload_type,
+            level_ext_id=_level_ext_id(transceiver),
+            initial_sequence=random.getrandbits(15),
+            initial_timestamp=random.getrandbits(32),
+        )
+
+    def sinks(self) -> list[Sink]:
+        """Egress writers for each slot: SRTP-protect and ``sendto`` on the nominated pair."""
+        result: list[Sink] = []
+        for transceiver, _ in self._slots:
+            result.append(_make_sink(transceiver.sender.transport))
+        return result
+
+    def sync_sender_reports(self, now: float) -> None:
+        """Make each slot sender's RTCP SR describe what we actually forwarded."""
+        ntp = current_ntp_time()
+        for transceiver, fwd in self._slots:
+            sender = transceiver.sender
+            sender._RTCRtpSender__packet_count = fwd.packets  # type: ignore[attr-defined]
+            sender._RTCRtpSender__octet_count = fwd.octets  # type: ignore[attr-defined]
+            sender._RTCRtpSender__rtp_timestamp = fwd.rtp_timestamp_at(now)  # type: ignore[attr-defined]
+            sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+
+    async def _state_changed(self) -> None:
+        await self._on_state(self.connection_state)
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+def _make_sink(dtls: RTCDtlsTransport) -> Sink:
+    pair = dtls.transport._connection._nominated[1]
+    protect = dtls._tx_srtp.protect
+    sendto = pair.protocol.transport.sendto
+    addr = pair.remote_addr
+
+    def sink(data: bytes) -> None:
+        sendto(protect(data), addr)
+
+    return sink

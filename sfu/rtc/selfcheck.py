@@ -1,0 +1,132 @@
+"""Start-up check of every aiortc/aioice internal the forwarding adapter relies on."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+
+
+class SelfCheckError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Requirement:
+    module: str
+    owner: str  # class name, or "" for a module-level name
+    name: str
+    why: str
+    instance: bool = False  # set in the owner's code as ``self.<name>``, not a class attribute
+
+
+REQUIREMENTS: tuple[Requirement, ...] = (
+    Requirement(
+        "aiortc.rtcrtpreceiver",
+        "RTCRtpReceiver",
+        "_handle_rtp_packet",
+        "tap decrypted RTP before the jitter buffer and decoder",
+    ),
+    Requirement(
+        "aiortc.rtcrtpreceiver",
+        "RTCRtpReceiver",
+        "_RTCRtpReceiver__stop_decoder",
+        "stop the receiver's decoder thread",
+    ),
+    Requirement(
+        "aiortc.rtcrtpreceiver",
+        "RTCRtpReceiver",
+        "__remote_streams",
+        "keep RTCP receiver reports truthful",
+        instance=True,
+    ),
+    Requirement("aiortc.rtcrtpreceiver", "StreamStatistics", "add", "feed receiver reports"),
+    Requirement(
+        "aiortc.rtcdtlstransport",
+        "RTCDtlsTransport",
+        "_tx_srtp",
+        "SRTP-protect forwarded packets",
+        instance=True,
+    ),
+    Requirement(
+        "aiortc.rtcicetransport",
+        "RTCIceTransport",
+        "_connection",
+        "reach the nominated ICE pair's socket",
+        instance=True,
+    ),
+    Requirement("aioice.ice", "Connection", "_nominated", "find the nominated pair", instance=True),
+    Requirement("aioice.ice", "", "get_host_addresses", "announce configured host addresses"),
+    Requirement(
+        "aiortc.rtcrtpsender",
+        "RTCRtpSender",
+        "__packet_count",
+        "keep RTCP sender reports truthful",
+        instance=True,
+    ),
+    Requirement(
+        "aiortc.rtcrtpsender",
+        "RTCRtpSender",
+        "__rtp_timestamp",
+        "keep RTCP sender reports truthful",
+        instance=True,
+    ),
+    Requirement(
+        "aiortc.rtcrtptransceiver",
+        "RTCRtpTransceiver",
+        "_offerDirection",
+        "tell uplink from slot m-lines",
+        instance=True,
+    ),
+    Requirement(
+        "aiortc.rtcrtptransceiver",
+        "RTCRtpTransceiver",
+        "_codecs",
+        "learn each slot's payload type",
+        instance=True,
+    ),
+    Requirement(
+        "aiortc.rtcrtptransceiver",
+        "RTCRtpTransceiver",
+        "_headerExtensions",
+        "learn each slot's audio-level extension id",
+        instance=True,
+    ),
+    Requirement("aiortc.codecs", "", "CODECS", "advertise Opus with DTX and in-band FEC"),
+)
+
+
+def _present(req: Requirement) -> bool:
+    try:
+        module = importlib.import_module(req.module)
+    except ImportError:
+        return False
+    if not req.owner:
+        return hasattr(module, req.name)
+    owner = getattr(module, req.owner, None)
+    if owner is None:
+        return False
+    if not req.instance:
+        return hasattr(owner, req.name)
+    try:
+        source = inspect.getsource(owner)
+    except (OSError, TypeError):
+        return False
+    return f"self.{req.name} =" in source or f"self.{req.name}:" in source
+
+
+def check() -> None:
+    """Raise SelfCheckError naming every missing internal and what it is for."""
+    missing = [r for r in REQUIREMENTS if not _present(r)]
+    if missing:
+        import aiortc
+
+        lines = [
+            f"  - {r.module}.{r.owner + '.' if r.owner else ''}{r.name} (to {r.why})"
+            for r in missing
+        ]
+        raise SelfCheckError(
+            f"aiortc {aiortc.__version__} lacks internals Podium's media adapter uses:\n"
+            + "\n".join(lines)
+            + "\nInstall the versions podium-sfu pins (aiortc 1.16.x, aioice 0.13.x)."
+        )

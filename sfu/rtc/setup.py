@@ -1,0 +1,58 @@
+"""Process-wide aiortc/aioice settings: announced host addresses and the Opus offer.
+
+aioice has no per-connection option for which local addresses to gather, so
+the addresses are set for the whole process (server and any in-process
+clients alike); call ``configure`` once at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCIceServer, RTCRtpCodecParameters
+from aiortc.codecs import CODECS
+
+from sfu.rtp import OPUS_CLOCK_RATE
+
+AUTO = "auto"  # in an address list: the machine's own interfaces, as aioice finds them
+_machine_addresses = aioice.ice.get_host_addresses
+
+OPUS = RTCRtpCodecParameters(
+    mimeType="audio/opus",
+    clockRate=OPUS_CLOCK_RATE,
+    channels=2,
+    payloadType=111,
+    parameters={"minptime": 10, "useinbandfec": 1, "usedtx": 1},
+)
+
+
+def announce_addresses(addresses: Sequence[str]) -> None:
+    """Gather ICE host candidates on exactly ``addresses`` (``"auto"`` = the interfaces)."""
+    wanted = tuple(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        result: list[str] = []
+        for address in wanted:
+            found = _machine_addresses(use_ipv4, use_ipv6) if address == AUTO else [address]
+            for a in found:
+                if a not in result and (use_ipv6 if ":" in a else use_ipv4):
+                    result.append(a)
+        return result
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
+def opus_only() -> None:
+    """Negotiate Opus alone, with DTX and in-band FEC advertised (never transcoded)."""
+    CODECS["audio"][:] = [OPUS]
+
+
+def configure(addresses: Sequence[str]) -> None:
+    opus_only()
+    announce_addresses(addresses)
+
+
+def rtc_configuration(ice_servers: Sequence[RTCIceServer] = ()) -> RTCConfiguration:
+    """No public STUN server unless configured (aiortc's default is Google's)."""
+    return RTCConfiguration(iceServers=list(ice_servers))

@@ -1,0 +1,85 @@
+"""Receiver tap and parked sender track, shared by the server and the Python client."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+from collections.abc import Awaitable, Callable
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCRtpReceiver
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RtpPacket
+
+from sfu.rtp import OPUS_CLOCK_RATE
+
+RtpHandler = Callable[[RtpPacket], Awaitable[None]]
+
+
+def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
+    """Hand decrypted, parsed packets to ``on_rtp`` instead of the jitter buffer.
+
+    The receiver's decoder thread is stopped as soon as aiortc starts it, and
+    the statistics behind its RTCP receiver reports are still fed, so the
+    remote sender keeps getting truthful loss/jitter reports.
+    """
+    streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+
+    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        stats = streams.get(packet.ssrc)
+        if stats is None:
+            stats = streams[packet.ssrc] = StreamStatistics(OPUS_CLOCK_RATE)
+        stats.add(packet)
+        await on_rtp(packet)
+
+    start = receiver.receive
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        await start(parameters)
+        receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+
+    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+    receiver.receive = receive  # type: ignore[method-assign]
+
+
+class ParkedTrack(MediaStreamTrack):
+    """A send track that produces nothing until released.
+
+    aiortc's sender polls every 20 ms when it has no track; parked on this one
+    it sleeps.  ``release()`` lets one 20 ms silent frame through so the
+    sender's loop moves on to a track installed with ``replaceTrack`` (the
+    server's slot senders are never released: forwarded packets bypass them).
+    """
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def release(self) -> None:
+        if not self._wake.done():
+            self._wake.set_result(None)
+
+    async def recv(self) -> av.AudioFrame:
+        try:
+            await self._wake
+        except asyncio.CancelledError:
+            raise
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, OPUS_CLOCK_RATE // 50), dtype=np.int16), format="s16", layout="mono"
+        )
+        frame.sample_rate = OPUS_CLOCK_RATE
+        frame.pts = 0
+        frame.time_base = fractions.Fraction(1, OPUS_CLOCK_RATE)
+        return frame
+
+    def stop(self) -> None:
+        if not self._wake.done():
+            self._wake.cancel()
+        super().stop()

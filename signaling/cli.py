@@ -1,0 +1,147 @@
+"""``podium serve`` and ``podium token``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from sfu.config import MediaConfig
+from signaling.config import IceServer, ServerConfig
+from signaling.roles import Role
+from signaling.tokens import mint_token
+
+DEV_API_KEY = "devkey"
+DEV_API_SECRET = "devsecret-change-me-0123456789abcdef"  # fixed so dev tokens survive restarts
+DEFAULT_PORT = 7880
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str, str]:
+    key = args.api_key or os.environ.get("PODIUM_API_KEY")
+    secret = args.api_secret or os.environ.get("PODIUM_API_SECRET")
+    if getattr(args, "dev", False):
+        return key or DEV_API_KEY, secret or DEV_API_SECRET
+    if not key or not secret:
+        sys.exit(
+            "podium: set --api-key/--api-secret (or PODIUM_API_KEY/PODIUM_API_SECRET), or --dev"
+        )
+    return key, secret
+
+
+def _serve(args: argparse.Namespace) -> None:
+    key, secret = _credentials(args)
+    addresses = tuple(args.announce_address or (["auto", "127.0.0.1"] if args.dev else ["auto"]))
+    ice = tuple(IceServer(urls=(url,)) for url in args.ice_server or ())
+    config = ServerConfig(
+        api_keys={key: secret},
+        host=args.host,
+        port=args.port,
+        media=MediaConfig(slots=args.slots, announce_addresses=addresses),
+        ice_servers=ice,
+    )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_run(config, dev=args.dev))
+
+
+async def _run(config: ServerConfig, dev: bool) -> None:
+    from signaling.server import PodiumServer
+
+    server = PodiumServer(config)
+    await server.start()
+    if dev:
+        key, secret = next(iter(config.api_keys.items()))
+        print(
+            f"\nPodium dev server on {server.url}\n"
+            f"  API key:    {key}\n  API secret: {secret}\n"
+            f"  mint a token: podium token --dev --room demo --identity alice --role host\n",
+            flush=True,
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def _token(args: argparse.Namespace) -> None:
+    key, secret = _credentials(args)
+    metadata = {
+        k: v
+        for k, v in (
+            ("headline", args.headline),
+            ("avatar_url", args.avatar_url),
+            ("profile_url", args.profile_url),
+        )
+        if v
+    }
+    print(
+        mint_token(
+            key,
+            secret,
+            identity=args.identity,
+            room=args.room,
+            role=args.role,
+            name=args.name or args.identity,
+            metadata=metadata,
+            ttl=args.ttl,
+        )
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="podium", description="Podium audio-room SFU")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def credentials(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dev", action="store_true", help="use the built-in dev API key/secret")
+        p.add_argument("--api-key")
+        p.add_argument("--api-secret")
+
+    serve = commands.add_parser("serve", help="run the server")
+    credentials(serve)
+    serve.add_argument("--host", default="0.0.0.0", help="HTTP/WebSocket bind address")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP/WebSocket port")
+    serve.add_argument("--slots", type=int, default=3, help="receive slots per participant")
+    serve.add_argument(
+        "--announce-address",
+        action="append",
+        help="ICE host candidate address (repeatable; 'auto' = this machine's interfaces)",
+    )
+    serve.add_argument(
+        "--ice-server", action="append", help="STUN/TURN URL handed to clients (repeatable)"
+    )
+    serve.set_defaults(func=_serve)
+
+    token = commands.add_parser("token", help="mint an access token (development)")
+    credentials(token)
+    token.add_argument("--room", required=True)
+    token.add_argument("--identity", required=True)
+    token.add_argument("--name")
+    token.add_argument("--role", choices=[r.value for r in Role], default=Role.LISTENER.value)
+    token.add_argument("--headline")
+    token.add_argument("--avatar-url")
+    token.add_argument("--profile-url")
+    token.add_argument("--ttl", type=float, default=6 * 3600, help="validity in seconds")
+    token.set_defaults(func=_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

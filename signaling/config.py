@@ -1,0 +1,46 @@
+"""Server settings (frozen; built once from the command line or by embedding code)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sfu.config import MediaConfig
+from signaling.protocol import MAX_MESSAGE_BYTES
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """An ICE server handed to clients (``stun:``/``turn:`` URLs)."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"urls": list(self.urls)}
+        if self.username is not None:
+            data["username"] = self.username
+        if self.credential is not None:
+            data["credential"] = self.credential
+        return data
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    api_keys: Mapping[str, str]
+    """API key → secret; tokens name their key in ``iss``."""
+    host: str = "127.0.0.1"
+    port: int = 7880
+    media: MediaConfig = field(default_factory=MediaConfig)
+    ice_servers: tuple[IceServer, ...] = ()
+    """Handed to clients in the join response; none by default (no public STUN)."""
+    keepalive_interval: float = 5.0
+    """WebSocket ping period; a client silent for 1.5 periods is dropped."""
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    """Larger frames get a ``message_too_large`` error; the session goes on."""
+    max_frame_bytes: int = 1024 * 1024
+    """Larger frames close the WebSocket (1009): the server will not buffer them."""
+    outbox_limit: int = 512
+    """Queued outbound messages per client before it is dropped as too slow."""

@@ -1,0 +1,61 @@
+"""The one error type of Podium's signaling layer.
+
+Room state machines and the wire protocol raise the same exception so that a
+refused request can be sent back to the client as-is via ``to_dict()``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable error codes; clients switch on these, so never rename one."""
+
+    # Who may do what.
+    NOT_PERMITTED = "not_permitted"
+    NO_SUCH_PARTICIPANT = "no_such_participant"
+    NOT_IN_ROOM = "not_in_room"
+    ALREADY_IN_ROOM = "already_in_room"
+    BANNED = "banned"
+    ROOM_ENDED = "room_ended"
+    ROOM_FULL = "room_full"
+    INVALID_REQUEST = "invalid_request"
+    # Stage.
+    STAGE_FULL = "stage_full"
+    ALREADY_ON_STAGE = "already_on_stage"
+    NOT_ON_STAGE = "not_on_stage"
+    HAND_ALREADY_RAISED = "hand_already_raised"
+    HAND_NOT_RAISED = "hand_not_raised"
+    ALREADY_INVITED = "already_invited"
+    NO_INVITATION = "no_invitation"
+    ALREADY_MUTED = "already_muted"
+    NOT_MUTED = "not_muted"
+    # Chat.
+    EMPTY_MESSAGE = "empty_message"
+    MESSAGE_TOO_LONG = "message_too_long"
+    RATE_LIMITED = "rate_limited"
+    UNSUPPORTED_REACTION = "unsupported_reaction"
+    NO_SUCH_MESSAGE = "no_such_message"
+    NOTHING_PINNED = "nothing_pinned"
+
+
+class PodiumError(Exception):
+    """A refused request. The object that raised it has not changed state."""
+
+    code: str
+    message: str
+    request_id: int | str | None = None
+    """Set by the protocol layer so the error reply names the request it answers."""
+
+    def __init__(self, code: str, message: str) -> None:
+        # Keep both in args so the exception pickles and reprs faithfully.
+        super().__init__(str(code), message)
+        self.code = str(code)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
