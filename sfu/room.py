@@ -43,8 +43,11 @@ class Room:
         return participant
 
     def leave(self, participant_id: str, now: float) -> None:
-        if self.participants.pop(participant_id, None) is not None:
-            self._reassign(now)
+        participant = self.participants.pop(participant_id, None)
+        if participant is not None:
+            # Its own consumers must leave the routing snapshot even if nobody
+            # else's layout changes.
+            self._reassign(now, rebuild=bool(participant.consumers))
 
     def attach_slots(
         self, participant_id: str, forwarders: Sequence[Forwarder], now: float
@@ -103,12 +106,12 @@ class Room:
         """Re-run the slot policy (a level-driven policy calls this on its ticks)."""
         self._reassign(now)
 
-    def _reassign(self, now: float) -> None:
+    def _reassign(self, now: float, rebuild: bool = False) -> None:
         producers = [p.producer for p in self.participants.values() if p.producer.has_uplink]
         ranked = self.policy.rank(producers, now)
         ranked_set = set(ranked)
         memo: dict[tuple[Layout, str | None], Layout] = {}
-        changed = False
+        changed = rebuild
         for participant in self.participants.values():
             if not participant.consumers:
                 continue

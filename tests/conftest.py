@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -16,7 +20,7 @@ API_SECRET = "testsecret-0123456789abcdef0123456789"
 LOOPBACK = ("127.0.0.1",)
 
 
-def test_config(**overrides: Any) -> ServerConfig:
+def make_config(**overrides: Any) -> ServerConfig:
     media = overrides.pop("media", MediaConfig(announce_addresses=LOOPBACK))
     return ServerConfig(
         api_keys={API_KEY: API_SECRET}, host="127.0.0.1", port=0, media=media, **overrides
@@ -29,7 +33,7 @@ def token(identity: str, role: str = "listener", room: str = "room1", **kw: Any)
 
 @pytest.fixture
 async def server() -> AsyncIterator[PodiumServer]:
-    srv = PodiumServer(test_config())
+    srv = PodiumServer(make_config())
     await srv.start()
     yield srv
     await srv.stop()
@@ -55,3 +59,28 @@ async def connect(server: PodiumServer) -> AsyncIterator[Connect]:
     yield _connect
     for client in clients:
         await client.close()
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until true; fail the test with a clear message otherwise."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+def udp_sockets() -> int:
+    """UDP sockets this process holds open (server and in-process clients alike)."""
+    inodes = set()
+    for table in ("/proc/self/net/udp", "/proc/self/net/udp6"):
+        with open(table) as f:
+            inodes.update(line.split()[9] for line in list(f)[1:])
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                count += 1
+    return count

@@ -74,8 +74,11 @@ class MediaPeer:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError, ...
             raise NegotiationError("invalid_sdp", f"cannot apply offer: {exc}") from exc
+        transceivers = self.pc.getTransceivers()
+        if not transceivers:
+            raise NegotiationError("invalid_sdp", "the offer has no audio m-line")
         uplink: RTCRtpTransceiver | None = None
-        for transceiver in self.pc.getTransceivers():
+        for transceiver in transceivers:
             if transceiver.kind != "audio":
                 raise NegotiationError("invalid_sdp", "Podium rooms carry audio only")
             offered = transceiver._offerDirection  # our side's direction, as offered

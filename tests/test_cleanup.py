@@ -1,0 +1,86 @@
+"""Leaving — cleanly, abruptly or by vanishing — returns the server to its baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from signaling.client import PodiumClient
+from signaling.server import PodiumServer
+from tests.conftest import LOOPBACK, eventually, make_config, token, udp_sockets
+from tests.media import ToneTrack
+
+
+@pytest.fixture
+async def quick_server() -> AsyncIterator[PodiumServer]:
+    srv = PodiumServer(make_config(keepalive_interval=0.4))
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+def server_is_idle(server: PodiumServer) -> bool:
+    dump = server.dump()
+    return dump["peer_connections"] == 0 and dump["routing_entries"] == 0 and not server.rooms
+
+
+async def join(server: PodiumServer, identity: str, role: str = "listener", **kw: object) -> PodiumClient:
+    client = await PodiumClient.connect(server.url, token(identity, role), host_addresses=LOOPBACK, **kw)  # type: ignore[arg-type]
+    await client.wait_connected()
+    return client
+
+
+async def test_clean_leave_and_abrupt_disconnect_release_everything(quick_server: PodiumServer) -> None:
+    server = quick_server
+    baseline = udp_sockets()
+    speaker = await join(server, "speaker", "speaker", publish=ToneTrack(440))
+    polite = await join(server, "polite")
+    rude = await join(server, "rude")
+    await eventually(lambda: server.dump()["routing_entries"] == 2)
+    assert server.dump()["peer_connections"] == 3
+    assert udp_sockets() > baseline
+
+    await polite.leave()
+    await eventually(lambda: "polite" not in server.rooms["room1"].participants)
+    assert server.dump()["routing_entries"] == 1
+
+    # Abrupt: the TCP connection dies without a WebSocket close; the peer connection
+    # is left open on the client side, as a crashed app would leave it.
+    transport = rude.ws._response.connection.transport  # type: ignore[union-attr]
+    assert transport is not None
+    transport.abort()
+    await eventually(lambda: "rude" not in server.rooms["room1"].participants)
+    assert server.dump()["peer_connections"] == 1 and server.dump()["routing_entries"] == 0
+
+    await speaker.leave()
+    await eventually(lambda: server_is_idle(server))
+    await rude.close()
+    await eventually(lambda: udp_sockets() == baseline, timeout=5)
+
+
+async def test_vanished_client_is_removed_by_keepalive(quick_server: PodiumServer) -> None:
+    """A client that stops answering (no FIN, no pongs) is dropped after the keepalive timeout."""
+    server = quick_server
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /rtc HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    assert b"101" in await reader.readline()
+    payload = ('{"id":1,"type":"join","data":{"token":"%s"}}' % token("ghost")).encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask
+    writer.write(header + masked)
+    await writer.drain()
+    await eventually(lambda: "room1" in server.rooms and "ghost" in server.rooms["room1"].participants)
+    # Now go silent: never read, never answer pings.
+    await eventually(lambda: server_is_idle(server), timeout=5)
+    writer.close()
