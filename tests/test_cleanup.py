@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 from collections.abc import AsyncIterator
 
@@ -28,13 +29,19 @@ def server_is_idle(server: PodiumServer) -> bool:
     return dump["peer_connections"] == 0 and dump["routing_entries"] == 0 and not server.rooms
 
 
-async def join(server: PodiumServer, identity: str, role: str = "listener", **kw: object) -> PodiumClient:
-    client = await PodiumClient.connect(server.url, token(identity, role), host_addresses=LOOPBACK, **kw)  # type: ignore[arg-type]
+async def join(
+    server: PodiumServer, identity: str, role: str = "listener", **kw: object
+) -> PodiumClient:
+    client = await PodiumClient.connect(
+        server.url, token(identity, role), host_addresses=LOOPBACK, **kw
+    )  # type: ignore[arg-type]
     await client.wait_connected()
     return client
 
 
-async def test_clean_leave_and_abrupt_disconnect_release_everything(quick_server: PodiumServer) -> None:
+async def test_clean_leave_and_abrupt_disconnect_release_everything(
+    quick_server: PodiumServer,
+) -> None:
     server = quick_server
     baseline = udp_sockets()
     speaker = await join(server, "speaker", "speaker", publish=ToneTrack(440))
@@ -74,13 +81,15 @@ async def test_vanished_client_is_removed_by_keepalive(quick_server: PodiumServe
         ).encode()
     )
     assert b"101" in await reader.readline()
-    payload = ('{"id":1,"type":"join","data":{"token":"%s"}}' % token("ghost")).encode()
+    payload = json.dumps({"id": 1, "type": "join", "data": {"token": token("ghost")}}).encode()
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask
     writer.write(header + masked)
     await writer.drain()
-    await eventually(lambda: "room1" in server.rooms and "ghost" in server.rooms["room1"].participants)
+    await eventually(
+        lambda: "room1" in server.rooms and "ghost" in server.rooms["room1"].participants
+    )
     # Now go silent: never read, never answer pings.
     await eventually(lambda: server_is_idle(server), timeout=5)
     writer.close()

@@ -29,7 +29,9 @@ async def test_three_speakers_five_listeners_hear_the_right_tone_in_the_right_sl
     speakers = [await connect(pid, "speaker", publish=ToneTrack(f)) for pid, f in TONES.items()]
     listeners = [await connect(f"listener{i}") for i in range(5)]
     await eventually(lambda: all({s.participant for s in c.slots} == set(TONES) for c in listeners))
-    await eventually(lambda: all(sum(s.participant is not None for s in c.slots) == 2 for c in speakers))
+    await eventually(
+        lambda: all(sum(s.participant is not None for s in c.slots) == 2 for c in speakers)
+    )
 
     clients = listeners + speakers
     recordings = await record_all(clients, 2.0)
@@ -47,9 +49,10 @@ async def test_three_speakers_five_listeners_hear_the_right_tone_in_the_right_sl
             assert abs(got - expected) < 5, (me, slot.index, slot.participant, got)
             for other, freq in TONES.items():
                 if other != slot.participant:  # each slot carries one speaker only
-                    assert tone_level_db(samples[SETTLE:], freq) < tone_level_db(
-                        samples[SETTLE:], expected
-                    ) - 30
+                    assert (
+                        tone_level_db(samples[SETTLE:], freq)
+                        < tone_level_db(samples[SETTLE:], expected) - 30
+                    )
 
 
 async def test_listener_with_a_send_track_is_heard_by_nobody(

@@ -15,7 +15,11 @@ def out(f: Forwarder, src: str, seq: int, ts: int, now: float, marker: bool = Fa
 def test_first_packet_uses_initial_numbers_and_marker() -> None:
     h = out(fwd(), "a", 40000, 123456, 0.0)
     assert (h.ssrc, h.payload_type, h.sequence_number, h.timestamp, h.marker) == (
-        1234, 111, 100, 5000, True,
+        1234,
+        111,
+        100,
+        5000,
+        True,
     )
 
 

@@ -42,12 +42,20 @@ def test_bad_frames_get_codes(raw: str | bytes, code: str, request_id: int | Non
 
 
 def test_encoders() -> None:
-    assert json.loads(encode_response(1, {"x": 2})) == {"type": "response", "id": 1, "data": {"x": 2}}
+    assert json.loads(encode_response(1, {"x": 2})) == {
+        "type": "response",
+        "id": 1,
+        "data": {"x": 2},
+    }
     assert json.loads(encode_event("slots", {"slots": [None]})) == {
-        "type": "event", "event": "slots", "data": {"slots": [None]},
+        "type": "event",
+        "event": "slots",
+        "data": {"slots": [None]},
     }
     error = PodiumError("not_joined", "send 'join' first")
     error.request_id = 9
     assert json.loads(encode_error(error)) == {
-        "type": "error", "id": 9, "error": {"code": "not_joined", "message": "send 'join' first"},
+        "type": "error",
+        "id": 9,
+        "error": {"code": "not_joined", "message": "send 'join' first"},
     }

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from sfu.rtp import AUDIO_LEVEL_URI, build_header, parse_header
 
@@ -10,7 +10,9 @@ from sfu.rtp import AUDIO_LEVEL_URI, build_header, parse_header
 def aiortc_parse(data: bytes, ext_id: int) -> RtpPacket:
     extensions = HeaderExtensionsMap()
     extensions.configure(
-        RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(ext_id, AUDIO_LEVEL_URI)])
+        RTCRtpParameters(
+            headerExtensions=[RTCRtpHeaderExtensionParameters(ext_id, AUDIO_LEVEL_URI)]
+        )
     )
     return RtpPacket.parse(data, extensions)
 
