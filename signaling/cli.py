@@ -39,7 +39,7 @@ def _serve(args: argparse.Namespace) -> None:
     ice = tuple(IceServer(urls=(url,)) for url in args.ice_server or ())
     config = ServerConfig(
         api_keys={key: secret},
-        host=args.host,
+        host=args.host or ("127.0.0.1" if args.dev else "0.0.0.0"),
         port=args.port,
         media=MediaConfig(slots=args.slots, announce_addresses=addresses),
         ice_servers=ice,
@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the server")
     credentials(serve)
-    serve.add_argument("--host", default="0.0.0.0", help="HTTP/WebSocket bind address")
+    serve.add_argument(
+        "--host", help="HTTP/WebSocket bind address (default 0.0.0.0; 127.0.0.1 with --dev)"
+    )
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP/WebSocket port")
     serve.add_argument("--slots", type=int, default=3, help="receive slots per participant")
     serve.add_argument(
