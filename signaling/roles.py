@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from types import MappingProxyType
 
+from signaling.errors import ErrorCode, PodiumError
+
 
 class Role(StrEnum):
     """Declared from most to least authority; that order is also display order."""
@@ -119,3 +121,11 @@ PERMISSIONS: Mapping[tuple[Action, Role], Rule | None] = MappingProxyType(
     }
 )
 """Every (action, actor role) pair; ``None`` means the role may never take the action."""
+
+
+def require(action: Action, role: Role) -> Rule:
+    """The rule for ``role`` taking ``action``; ``not_permitted`` if it never may."""
+    rule = PERMISSIONS[action, role]
+    if rule is None:
+        raise PodiumError(ErrorCode.NOT_PERMITTED, f"a {role} may not {action}")
+    return rule

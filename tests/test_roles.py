@@ -24,8 +24,8 @@ from signaling.stage import (
     HandLowered,
     HandRaised,
     InviteCancelled,
-    InviteDeclined,
     Invited,
+    InviteDeclined,
     Muted,
     Removed,
     RoleChanged,
@@ -166,8 +166,8 @@ def prepare(room: Room, action: Action, target: str) -> None:
     stage = room.stage
     member = stage.member(target)
     if member.role is not L:
-        if action is Action.MUTE:
-            stage.unmute(target, target, 0.0)  # everyone arrives on stage muted
+        if action is Action.UNMUTE:
+            stage.mute(target, target, 0.0)  # token speakers arrive unmuted
         return
     if action is Action.LOWER_HAND:
         stage.raise_hand(target, 0.0)

@@ -13,8 +13,8 @@ from signaling.stage import (
     HandLowered,
     HandRaised,
     InviteCancelled,
-    InviteDeclined,
     Invited,
+    InviteDeclined,
     Joined,
     Left,
     Muted,
@@ -56,12 +56,15 @@ def refused(stage: Stage, code: ErrorCode, request: Callable[[], Any]) -> Podium
     return error.value
 
 
-def test_join_emits_joined_and_stage_roles_arrive_muted() -> None:
+def test_join_emits_joined_and_stage_roles_arrive_unmuted_unless_configured() -> None:
     stage = Stage()
     assert stage.join("host", identity("host"), H, 1.0) == Joined("host", identity("host"), H)
     stage.join("ann", identity("ann"), L, 2.0)
-    assert stage.member("host").muted and not stage.member("host").muted_by_moderator
+    assert not stage.member("host").muted
     assert not stage.member("ann").muted
+    careful = Stage(StageConfig(join_muted=True))
+    careful.join("host", identity("host"), H, 1.0)
+    assert careful.member("host").muted and not careful.member("host").muted_by_moderator
     assert stage.can_publish("host") and not stage.can_publish("ann")
     assert not stage.can_publish("nobody")
     assert [m.id for m in stage.members()] == ["host", "ann"]
@@ -154,7 +157,7 @@ def test_invitation_errors_change_nothing() -> None:
 
 def test_move_to_audience_by_moderator_or_by_the_speaker() -> None:
     stage = make_stage(mod=M, s1=S, s2=S)
-    stage.unmute("s1", "s1", 1.0)
+    stage.mute("s1", "s1", 1.0)
     assert stage.move_to_audience("mod", "s1", 2.0) == RoleChanged("s1", S, L, by="mod")
     assert not stage.can_publish("s1")
     assert not stage.member("s1").muted  # mute state belongs to the stage
@@ -180,15 +183,15 @@ def test_promote_and_demote_walk_the_stage_ladder() -> None:
 
 
 def test_role_changes_keep_the_mute_state_on_stage() -> None:
-    stage = make_stage(s=S)
-    stage.unmute("s", "s", 1.0)
+    stage = make_stage(s=S, t=S)
+    stage.mute("t", "t", 1.0)
     stage.promote("host", "s", 2.0)
-    assert not stage.member("s").muted
+    stage.promote("host", "t", 2.0)
+    assert not stage.member("s").muted and stage.member("t").muted
 
 
 def test_moderator_mute_can_only_be_lifted_by_the_speaker() -> None:
     stage = make_stage(mod=M, s=S)
-    stage.unmute("s", "s", 1.0)
     assert stage.mute("mod", "s", 2.0) == Muted("s", "mod", muted=True)
     member = stage.member("s")
     assert member.muted and member.muted_by_moderator and member.muted_by == "mod"
@@ -203,7 +206,6 @@ def test_moderator_mute_can_only_be_lifted_by_the_speaker() -> None:
 
 def test_self_mute() -> None:
     stage = make_stage(s=S)
-    stage.unmute("s", "s", 1.0)
     assert stage.mute("s", "s", 2.0) == Muted("s", "s", muted=True)
     assert stage.member("s").muted and not stage.member("s").muted_by_moderator
 

@@ -1,0 +1,158 @@
+"""Room chat state machine (sans-I/O): messages, reactions, one pinned message.
+
+The caller passes each participant's current role (from ``Stage``) so that
+permissions come from the same table as stage moderation, and ``now`` for the
+rate limits. As with ``Stage``, a request returns the event to broadcast or
+raises ``PodiumError`` having changed nothing: a refused message does not cost
+a rate-limit token.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+from signaling.errors import ErrorCode, PodiumError
+from signaling.roles import Action, Role, require
+
+REACTIONS = frozenset({"👍", "👏", "❤️", "😂", "🎉", "🔥", "💯", "🙌", "😮", "🤔"})
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """Token bucket: bursts of up to ``count`` requests, refilled at ``count`` per ``per`` s."""
+
+    count: int
+    per: float
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.per <= 0:
+            raise ValueError(f"invalid rate: {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatConfig:
+    max_length: int = 1000
+    history_size: int = 50
+    message_rate: Rate = field(default_factory=lambda: Rate(5, 10.0))
+    # Reactions are taps, not typing: allow more of them, but still bound the fan-out.
+    reaction_rate: Rate = field(default_factory=lambda: Rate(20, 10.0))
+    reactions: frozenset[str] = REACTIONS
+
+    def __post_init__(self) -> None:
+        if self.max_length < 1 or self.history_size < 1 or not self.reactions:
+            raise ValueError(f"invalid chat config: {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    id: int  # increasing in send order
+    sender: str
+    text: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    sender: str
+    emoji: str
+    message_id: int | None  # None: a reaction to the room rather than to a message
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PinChanged:
+    message: ChatMessage | None  # None: the pin was cleared
+    by: str
+
+
+class RateLimiter:
+    """Per-key token buckets; forget the keys of departed participants to bound memory."""
+
+    def __init__(self, rate: Rate) -> None:
+        self.rate = rate
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, as of)
+
+    def take(self, key: str, now: float) -> None:
+        """Spend one token, or raise ``rate_limited`` without spending anything."""
+        tokens, since = self._buckets.get(key, (float(self.rate.count), now))
+        refill = max(0.0, now - since) * self.rate.count / self.rate.per
+        tokens = min(float(self.rate.count), tokens + refill)
+        if tokens < 1.0:
+            wait = (1.0 - tokens) * self.rate.per / self.rate.count
+            raise PodiumError(ErrorCode.RATE_LIMITED, f"slow down: retry in {wait:.1f} s")
+        self._buckets[key] = (tokens - 1.0, now)
+
+    def forget(self, key: str) -> None:
+        self._buckets.pop(key, None)
+
+
+class Chat:
+    def __init__(self, config: ChatConfig | None = None) -> None:
+        self.config = config or ChatConfig()
+        self._history: deque[ChatMessage] = deque(maxlen=self.config.history_size)
+        self._ids = itertools.count(1)
+        self._pinned: ChatMessage | None = None
+        self._message_limits = RateLimiter(self.config.message_rate)
+        self._reaction_limits = RateLimiter(self.config.reaction_rate)
+
+    @property
+    def pinned(self) -> ChatMessage | None:
+        return self._pinned
+
+    def history(self) -> list[ChatMessage]:
+        """The last ``history_size`` messages, oldest first, for newcomers."""
+        return list(self._history)
+
+    def send(self, sender: str, role: Role, text: str, now: float) -> ChatMessage:
+        require(Action.SEND_CHAT, role)
+        text = text.strip()
+        if not text:
+            raise PodiumError(ErrorCode.EMPTY_MESSAGE, "message is empty")
+        if len(text) > self.config.max_length:
+            raise PodiumError(
+                ErrorCode.MESSAGE_TOO_LONG,
+                f"message is {len(text)} characters; the limit is {self.config.max_length}",
+            )
+        self._message_limits.take(sender, now)
+        message = ChatMessage(next(self._ids), sender, text, now)
+        self._history.append(message)
+        return message
+
+    def react(
+        self, sender: str, role: Role, emoji: str, now: float, message_id: int | None = None
+    ) -> Reaction:
+        require(Action.REACT, role)
+        if emoji not in self.config.reactions:
+            raise PodiumError(ErrorCode.UNSUPPORTED_REACTION, f"{emoji!r} is not a reaction")
+        if message_id is not None:
+            self._find(message_id)
+        self._reaction_limits.take(sender, now)
+        return Reaction(sender, emoji, message_id, now)
+
+    def pin(self, actor: str, role: Role, message_id: int, now: float) -> PinChanged:
+        """Pin a message still in history, replacing any pinned one."""
+        require(Action.PIN_MESSAGE, role)
+        self._pinned = self._find(message_id)
+        return PinChanged(self._pinned, actor)
+
+    def unpin(self, actor: str, role: Role, now: float) -> PinChanged:
+        require(Action.PIN_MESSAGE, role)
+        if self._pinned is None:
+            raise PodiumError(ErrorCode.NOTHING_PINNED, "no message is pinned")
+        self._pinned = None
+        return PinChanged(None, actor)
+
+    def forget(self, participant: str) -> None:
+        """Drop a departed participant's rate-limit state."""
+        self._message_limits.forget(participant)
+        self._reaction_limits.forget(participant)
+
+    def _find(self, message_id: int) -> ChatMessage:
+        # Ids are consecutive, so the history is a window onto them.
+        if self._history:
+            index = message_id - self._history[0].id
+            if 0 <= index < len(self._history):
+                return self._history[index]
+        raise PodiumError(ErrorCode.NO_SUCH_MESSAGE, f"message {message_id} is not in history")
