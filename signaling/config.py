@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfu.config import MediaConfig
+from signaling.attendees import AttendeeConfig
+from signaling.chat import ChatConfig
 from signaling.protocol import MAX_MESSAGE_BYTES
+from signaling.stage import StageConfig
 
 
 @dataclass(frozen=True)
@@ -28,12 +31,24 @@ class IceServer:
 
 
 @dataclass(frozen=True)
+class RoomSettings:
+    """Defaults for every room (the server API will let rooms override them)."""
+
+    stage: StageConfig = field(default_factory=StageConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
+    attendees: AttendeeConfig = field(default_factory=AttendeeConfig)
+    empty_timeout: float = 30.0
+    """Seconds an empty room lives on (its bans with it) before it is closed."""
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     api_keys: Mapping[str, str]
     """API key → secret; tokens name their key in ``iss``."""
     host: str = "127.0.0.1"
     port: int = 7880
     media: MediaConfig = field(default_factory=MediaConfig)
+    room: RoomSettings = field(default_factory=RoomSettings)
     ice_servers: tuple[IceServer, ...] = ()
     """Handed to clients in the join response; none by default (no public STUN)."""
     keepalive_interval: float = 5.0

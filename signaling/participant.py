@@ -1,4 +1,8 @@
-"""A room member at the session level: identity, profile, role and its connection."""
+"""A room member's connection and profile at the session level.
+
+Role, hand and mute state live in the room's ``Stage``; this holds what the
+token said about the person and where their messages go.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from signaling.attendees import Attendee, Identity
 from signaling.roles import Role
-from signaling.tokens import PROFILE_FIELDS
+from signaling.tokens import AccessToken
 
 
 class Outbox(Protocol):
@@ -18,26 +23,45 @@ class Outbox(Protocol):
     def close(self, reason: str) -> None: ...
 
 
+def identity_of(token: AccessToken) -> Identity:
+    meta = token.metadata
+
+    def text(key: str) -> str:
+        value = meta.get(key, "")
+        return value if isinstance(value, str) else ""
+
+    return Identity(
+        user_id=token.identity,
+        name=token.name,
+        headline=text("headline"),
+        avatar_url=text("avatar_url"),
+        profile_url=text("profile_url"),
+    )
+
+
+def person_info(who: Identity, role: Role, joined_at: float) -> dict[str, Any]:
+    """The public view of a person: what attendee lists and the stage view carry."""
+    return {
+        "identity": who.user_id,
+        "name": who.name,
+        "headline": who.headline,
+        "avatar_url": who.avatar_url,
+        "profile_url": who.profile_url,
+        "role": str(role),
+        "joined_at": joined_at,
+    }
+
+
+def attendee_info(attendee: Attendee) -> dict[str, Any]:
+    return person_info(attendee.identity, attendee.role, attendee.joined_at)
+
+
 @dataclass(eq=False)
 class Participant:
-    identity: str
-    name: str
-    role: Role
+    identity: Identity
     metadata: Mapping[str, Any]
-    joined_at: float
     outbox: Outbox = field(repr=False)
 
     @property
-    def publishes(self) -> bool:
-        """On stage: the media path forwards this participant's audio."""
-        return self.role in (Role.HOST, Role.MODERATOR, Role.SPEAKER)
-
-    def info(self) -> dict[str, Any]:
-        profile = {k: self.metadata.get(k) for k in PROFILE_FIELDS if k in self.metadata}
-        return {
-            "identity": self.identity,
-            "name": self.name,
-            "role": str(self.role),
-            "metadata": dict(self.metadata),
-            **profile,
-        }
+    def id(self) -> str:
+        return self.identity.user_id

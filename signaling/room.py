@@ -1,20 +1,58 @@
-"""A room at the session level: participants, their connections, and its media room."""
+"""A room at the session level: who is connected, the stage, chat, attendees and media.
+
+Requests are applied to the sans-I/O Stage / Chat / AttendeeList first; only
+the events they return are turned into media changes and messages, so a
+refused request changes nothing anywhere.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict
 from typing import Any
 
 from sfu.events import RouterEvent, SlotsChanged
 from sfu.rtc.media_room import MediaRoom
+from signaling.attendees import AttendeeDelta, AttendeeList
+from signaling.chat import Chat, ChatMessage
 from signaling.config import ServerConfig
-from signaling.participant import Outbox, Participant
+from signaling.errors import PodiumError
+from signaling.participant import (
+    Outbox,
+    Participant,
+    attendee_info,
+    identity_of,
+    person_info,
+)
 from signaling.protocol import encode_event
+from signaling.roles import Role
+from signaling.stage import (
+    HandLowered,
+    HandRaised,
+    InviteCancelled,
+    Invited,
+    InviteDeclined,
+    Joined,
+    Left,
+    Muted,
+    Removed,
+    RoleChanged,
+    RoomEnded,
+    Stage,
+    StageEvent,
+)
 from signaling.tokens import AccessToken
 
 logger = logging.getLogger(__name__)
+
+_MODERATORS = (Role.HOST, Role.MODERATOR)
+
+
+def message_info(message: ChatMessage) -> dict[str, Any]:
+    return asdict(message)
 
 
 class Room:
@@ -25,65 +63,194 @@ class Room:
         self.config = config
         self.created_at = time.time()
         self.participants: dict[str, Participant] = {}
+        self.stage = Stage(config.room.stage)
+        self.chat = Chat(config.room.chat)
+        self.attendees = AttendeeList(config.room.attendees)
         self.media = MediaRoom(name, config.media, self._media_event, self._peer_lost)
         self._on_empty = on_empty
+        self._attendee_timer: asyncio.TimerHandle | None = None
 
     def info(self) -> dict[str, Any]:
+        counts = self.attendees.counts()
         return {
             "name": self.name,
             "created_at": self.created_at,
             "num_participants": len(self.participants),
+            "counts": {str(role): counts.get(role, 0) for role in Role},
         }
 
+    def role(self, identity: str) -> Role:
+        return self.stage.member(identity).role
+
+    # -- membership ------------------------------------------------------
     async def admit(self, token: AccessToken, outbox: Outbox) -> Participant:
         """Add a participant; an identity already present is replaced (its old session closed)."""
-        previous = self.participants.get(token.identity)
-        if previous is not None:
+        if self.stage.is_banned(token.identity):
+            raise PodiumError("banned", "you were banned from this room")
+        if token.identity in self.participants:
             await self.remove(token.identity, "duplicate_identity")
-        participant = Participant(
-            token.identity, token.name, token.role, token.metadata, time.time(), outbox
-        )
-        self.participants[participant.identity] = participant
-        self.media.join(participant.identity, participant.publishes)
-        self.broadcast("participant_joined", participant.info(), exclude=participant.identity)
+        identity = identity_of(token)
+        now = time.time()
+        event = self.stage.join(identity.user_id, identity, token.role, now)  # may refuse
+        participant = Participant(identity, token.metadata, outbox)
+        self.participants[participant.id] = participant
+        self.media.join(participant.id, may_publish=token.role.on_stage)
+        self.apply(event, now)
         return participant
 
     async def remove(self, identity: str, reason: str) -> None:
-        """Release everything the participant holds: routing, slots, peer connection."""
+        """Release everything the participant holds: stage seat, routing, slots, peer."""
         participant = self.participants.pop(identity, None)
         if participant is None:
             return
-        await self.media.leave(identity)
+        if not self.stage.ended and identity in self.stage:  # a removal already dropped it
+            now = time.time()
+            self.apply(self.stage.leave(identity, now), now)
+        self.chat.forget(identity)
         participant.outbox.close(reason)
-        self.broadcast("participant_left", {"identity": identity, "reason": reason})
+        await self.media.leave(identity)
         if not self.participants:
             await self._on_empty(self)
 
+    # -- events → media and messages --------------------------------------
+    def apply(self, event: StageEvent, now: float) -> None:
+        """Carry out what the stage decided."""
+        match event:
+            case Joined(participant=pid, identity=identity, role=role):
+                self.attendees.join(pid, identity, role, now)
+            case Left(participant=pid):
+                self.attendees.leave(pid, now)
+            case Removed(participant=pid, banned=banned):
+                self.attendees.leave(pid, now)
+                self._to_moderators("participant_removed", _jsonable(event), also=())
+                self._close_later(pid, "banned" if banned else "removed")
+            case RoleChanged(participant=pid, new=new):
+                self.attendees.set_role(pid, new, now)
+                self.media.set_publish_allowed(pid, event.can_publish)
+                self.media.set_muted(pid, self.stage.member(pid).muted)
+                self.broadcast("role_changed", _jsonable(event))
+            case Muted(participant=pid, muted=muted):
+                self.media.set_muted(pid, muted)
+                self.broadcast("muted", _jsonable(event))
+            case HandRaised(participant=pid) | HandLowered(participant=pid):
+                name = "hand_raised" if isinstance(event, HandRaised) else "hand_lowered"
+                self._to_moderators(name, _jsonable(event), also=(pid,))
+            case (
+                Invited(participant=pid)
+                | InviteCancelled(participant=pid)
+                | InviteDeclined(participant=pid)
+            ):
+                name = {Invited: "invited", InviteCancelled: "invite_cancelled"}.get(
+                    type(event), "invite_declined"
+                )
+                self._to_moderators(name, _jsonable(event), also=(pid,))
+            case RoomEnded():
+                self.broadcast("room_ended", _jsonable(event))
+                for pid in list(self.participants):
+                    self._close_later(pid, "room_ended")
+        self._schedule_attendees()
+
+    def _close_later(self, identity: str, reason: str) -> None:
+        """Remove after the current request's reply has been queued."""
+        asyncio.get_running_loop().call_soon(
+            lambda: asyncio.ensure_future(self.remove(identity, reason))
+        )
+
+    # -- attendee deltas -------------------------------------------------
+    def _schedule_attendees(self) -> None:
+        if self._attendee_timer is not None:
+            self._attendee_timer.cancel()
+            self._attendee_timer = None
+        due = self.attendees.get_timer()
+        if due is None:
+            return
+        delay = max(0.0, due - time.time())
+        self._attendee_timer = asyncio.get_running_loop().call_later(delay, self._flush_attendees)
+
+    def _flush_attendees(self) -> None:
+        self._attendee_timer = None
+        delta = self.attendees.poll(time.time())
+        if delta is not None:
+            self.broadcast("attendees", delta_info(delta))
+        self._schedule_attendees()
+
+    # -- sending -----------------------------------------------------------
     def broadcast(self, event: str, data: dict[str, Any], exclude: str | None = None) -> None:
         """Encode once, enqueue to everyone: a slow client never delays the others."""
+        self._send_to(self.participants, event, data, exclude)
+
+    def _to_moderators(self, event: str, data: dict[str, Any], also: Iterable[str]) -> None:
+        extra = set(also)
+        targets = [
+            pid
+            for pid in self.participants
+            if pid in extra or self.stage.member(pid).role in _MODERATORS
+        ]
+        self._send_to(targets, event, data)
+
+    def _send_to(
+        self,
+        identities: Iterable[str],
+        event: str,
+        data: dict[str, Any],
+        exclude: str | None = None,
+    ) -> None:
         text = encode_event(event, data)
-        for identity, participant in list(self.participants.items()):
-            if identity != exclude:
+        for identity in list(identities):
+            participant = self.participants.get(identity)
+            if participant is not None and identity != exclude:
                 participant.outbox.send(text)
+
+    def send(self, identity: str, event: str, data: dict[str, Any]) -> None:
+        self._send_to((identity,), event, data)
 
     def _media_event(self, event: RouterEvent) -> None:
         if isinstance(event, SlotsChanged):
-            participant = self.participants.get(event.subscriber_id)
-            if participant is not None:
-                participant.outbox.send(encode_event("slots", {"slots": list(event.slots)}))
+            self.send(event.subscriber_id, "slots", {"slots": list(event.slots)})
 
     async def _peer_lost(self, identity: str, state: str) -> None:
         logger.info("room %s: %s's peer connection %s", self.name, identity, state)
         await self.remove(identity, "media_failed")
 
     async def close(self, reason: str) -> None:
+        if self._attendee_timer is not None:
+            self._attendee_timer.cancel()
+            self._attendee_timer = None
         for identity in list(self.participants):
             await self.remove(identity, reason)
         await self.media.close()
 
+    # -- views -------------------------------------------------------------
+    def stage_view(self, viewer: str) -> dict[str, Any]:
+        on_stage = [m for m in self.stage.members() if m.on_stage]
+        view: dict[str, Any] = {
+            "speakers": [
+                {**person_info(m.identity, m.role, m.joined_at), "muted": m.muted} for m in on_stage
+            ]
+        }
+        if self.role(viewer) in _MODERATORS:
+            view["hand_queue"] = self.stage.hand_queue()
+        return view
+
     def dump(self) -> dict[str, Any]:
         return {
             **self.info(),
-            "participants": [p.info() for p in self.participants.values()],
+            "stage": _jsonable(self.stage.snapshot()),
             "media": self.media.dump(),
         }
+
+
+def delta_info(delta: AttendeeDelta) -> dict[str, Any]:
+    return {
+        "version": delta.version,
+        "joined": [attendee_info(a) for a in delta.joined],
+        "left": list(delta.left),
+        "updated": [attendee_info(a) for a in delta.updated],
+        "counts": {str(role): n for role, n in delta.counts.items()},
+        "total": delta.total,
+    }
+
+
+def _jsonable(obj: Any) -> dict[str, Any]:
+    data: dict[str, Any] = asdict(obj)
+    return {k: (str(v) if isinstance(v, Role) else v) for k, v in data.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from typing import Any
@@ -24,6 +25,8 @@ class PodiumServer:
         self.config = config
         self.rooms: dict[str, Room] = {}
         self.errors: Counter[str] = Counter()
+        self._empty_timers: dict[str, asyncio.TimerHandle] = {}
+        self._closing: set[asyncio.Future[None]] = set()
         self.app = web.Application()
         self.app.add_routes([web.get("/rtc", self._rtc), web.get("/healthz", self._healthz)])
         self._runner: web.AppRunner | None = None
@@ -40,8 +43,12 @@ class PodiumServer:
         logger.info("Podium listening on %s", self.url)
 
     async def stop(self) -> None:
+        for timer in self._empty_timers.values():
+            timer.cancel()
+        self._empty_timers.clear()
         for room in list(self.rooms.values()):
             await room.close("server_shutdown")
+        self.rooms.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -52,15 +59,33 @@ class PodiumServer:
 
     # -- rooms -----------------------------------------------------------
     def room(self, name: str) -> Room:
+        """The live room called ``name``; created by its first join."""
         room = self.rooms.get(name)
-        if room is None:
+        if room is None or room.stage.ended:
             room = self.rooms[name] = Room(name, self.config, self._room_empty)
+        timer = self._empty_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
         return room
 
     async def _room_empty(self, room: Room) -> None:
+        """An ended room closes at once, an empty one after ``empty_timeout`` (so do its bans)."""
+        if room.stage.ended or self.config.room.empty_timeout <= 0:
+            await self.release_if_empty(room)
+            return
+        loop = asyncio.get_running_loop()
+        self._empty_timers[room.name] = loop.call_later(
+            self.config.room.empty_timeout,
+            lambda: self._closing.add(asyncio.ensure_future(self.release_if_empty(room))),
+        )
+
+    async def release_if_empty(self, room: Room) -> None:
         if self.rooms.get(room.name) is room and not room.participants:
             del self.rooms[room.name]
-            await room.media.close()
+            timer = self._empty_timers.pop(room.name, None)
+            if timer is not None:
+                timer.cancel()
+            await room.close("room_closed")
 
     # -- accounting ------------------------------------------------------
     def count_error(self, code: str) -> None:

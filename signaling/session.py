@@ -12,13 +12,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
 from sfu.rtc.peer import NegotiationError
+from signaling.attendees import AttendeePage
 from signaling.errors import PodiumError
-from signaling.participant import Participant
+from signaling.participant import Participant, attendee_info, person_info
 from signaling.protocol import (
     Request,
     encode_error,
@@ -27,6 +29,9 @@ from signaling.protocol import (
     field,
     parse_request,
 )
+from signaling.roles import Action, Role
+from signaling.room import message_info
+from signaling.stage import AttendanceRecord, Stage, StageEvent
 from signaling.tokens import verify_token
 
 if TYPE_CHECKING:
@@ -76,7 +81,7 @@ class Session:
 
     @property
     def identity(self) -> str | None:
-        return self.participant.identity if self.participant else None
+        return self.participant.id if self.participant else None
 
     # -- lifecycle -------------------------------------------------------
     async def run(self) -> None:
@@ -106,7 +111,7 @@ class Session:
 
     async def _cleanup(self) -> None:
         if self.room is not None and self.participant is not None:
-            room, identity = self.room, self.participant.identity
+            room, identity = self.room, self.participant.id
             # Only remove our own participant: a duplicate join may have replaced it.
             if room.participants.get(identity) is self.participant:
                 await room.remove(identity, self.close_reason or "disconnected")
@@ -129,7 +134,7 @@ class Session:
             self.send(encode_response(request.id, result))
             if self.leaving:  # reply first, then release everything
                 room, participant = self.require_joined()
-                await room.remove(participant.identity, "left")
+                await room.remove(participant.id, "left")
         except PodiumError as error:
             if error.request_id is None and request is not None:
                 error.request_id = request.id
@@ -151,19 +156,33 @@ class Session:
 async def _join(session: Session, request: Request) -> Mapping[str, Any]:
     if session.participant is not None:
         raise PodiumError("already_joined", "this session already joined a room")
-    token = verify_token(field(request.data, "token", str), session.server.config.api_keys)
+    server = session.server
+    token = verify_token(field(request.data, "token", str), server.config.api_keys)
     room_name = field(request.data, "room", str, required=False)
     if room_name is not None and room_name != token.room:
         raise PodiumError("room_mismatch", f"token is for room {token.room!r}, not {room_name!r}")
-    room = session.server.room(token.room)
-    session.room = room
-    session.participant = await room.admit(token, session)
+    room = server.room(token.room)
+    try:
+        participant = await room.admit(token, session)
+    except PodiumError:
+        await server.release_if_empty(room)
+        raise
+    session.room, session.participant = room, participant
+    page = room.attendees.page(limit=50)
     return {
-        "participant": session.participant.info(),
+        "participant": {
+            **person_info(participant.identity, token.role, time.time()),
+            "metadata": dict(participant.metadata),
+        },
         "room": room.info(),
-        "participants": [p.info() for p in room.participants.values()],
-        "slots": session.server.config.media.slots,
-        "ice_servers": [s.to_dict() for s in session.server.config.ice_servers],
+        "stage": room.stage_view(participant.id),
+        "attendees": page_info(page),
+        "chat": {
+            "history": [message_info(m) for m in room.chat.history()],
+            "pinned": message_info(room.chat.pinned) if room.chat.pinned else None,
+        },
+        "slots": server.config.media.slots,
+        "ice_servers": [s.to_dict() for s in server.config.ice_servers],
     }
 
 
@@ -171,7 +190,7 @@ async def _offer(session: Session, request: Request) -> Mapping[str, Any]:
     room, participant = session.require_joined()
     sdp = field(request.data, "sdp", str)
     try:
-        answer = await room.media.connect(participant.identity, sdp)
+        answer = await room.media.connect(participant.id, sdp)
     except NegotiationError as exc:
         raise PodiumError(exc.code, exc.message) from exc
     return {"sdp": answer}
@@ -187,10 +206,142 @@ async def _ping(session: Session, request: Request) -> Mapping[str, Any]:
     return {"time": time.time()}
 
 
+# -- stage ------------------------------------------------------------------
+# Each takes (stage, actor, target, now); ``target`` defaults to the actor.
+StageCall = Callable[[Stage, str, str, float], StageEvent]
+STAGE_REQUESTS: dict[str, tuple[StageCall, bool]] = {
+    # name: (call, needs an explicit "participant")
+    "raise_hand": (lambda st, me, _, now: st.raise_hand(me, now), False),
+    "lower_hand": (lambda st, me, who, now: st.lower_hand(me, who, now), False),
+    "invite_to_stage": (lambda st, me, who, now: st.invite_to_stage(me, who, now), True),
+    "cancel_invite": (lambda st, me, who, now: st.cancel_invite(me, who, now), True),
+    "accept_invite": (lambda st, me, _, now: st.accept_invite(me, now), False),
+    "decline_invite": (lambda st, me, _, now: st.decline_invite(me, now), False),
+    "move_to_audience": (lambda st, me, who, now: st.move_to_audience(me, who, now), False),
+    "promote": (lambda st, me, who, now: st.promote(me, who, now), True),
+    "demote": (lambda st, me, who, now: st.demote(me, who, now), True),
+    "mute": (lambda st, me, who, now: st.mute(me, who, now), False),
+    "unmute": (lambda st, me, _, now: st.unmute(me, me, now), False),
+    "end_room": (lambda st, me, _, now: st.end_room(me, now), False),
+}
+
+
+def _stage_handler(call: StageCall, needs_target: bool) -> Handler:
+    async def handle(session: Session, request: Request) -> Mapping[str, Any]:
+        room, participant = session.require_joined()
+        target = field(request.data, "participant", str, required=needs_target) or participant.id
+        now = time.time()
+        room.apply(call(room.stage, participant.id, target, now), now)
+        return {}
+
+    return handle
+
+
+async def _remove(session: Session, request: Request) -> Mapping[str, Any]:
+    room, participant = session.require_joined()
+    target = field(request.data, "participant", str)
+    ban = field(request.data, "ban", bool, required=False) or False
+    reason = field(request.data, "reason", str, required=False) or ""
+    now = time.time()
+    room.apply(room.stage.remove(participant.id, target, now, ban=ban, reason=reason[:200]), now)
+    return {}
+
+
+async def _get_stage(session: Session, request: Request) -> Mapping[str, Any]:
+    room, participant = session.require_joined()
+    return room.stage_view(participant.id)
+
+
+async def _get_attendees(session: Session, request: Request) -> Mapping[str, Any]:
+    room, _ = session.require_joined()
+    role = field(request.data, "role", str, required=False)
+    try:
+        role_filter = Role(role) if role is not None else None
+    except ValueError as exc:
+        raise PodiumError("invalid_request", f"unknown role {role!r}") from exc
+    page = room.attendees.page(
+        cursor=field(request.data, "cursor", str, required=False),
+        limit=field(request.data, "limit", int, required=False) or 50,
+        role=role_filter,
+    )
+    return page_info(page)
+
+
+async def _get_attendance(session: Session, request: Request) -> Mapping[str, Any]:
+    room, participant = session.require_joined()
+    room.stage.authorize(participant.id, Action.VIEW_ATTENDANCE)
+    return {"records": [attendance_info(r) for r in room.stage.attendance()]}
+
+
+# -- chat -------------------------------------------------------------------
+async def _send_chat(session: Session, request: Request) -> Mapping[str, Any]:
+    room, participant = session.require_joined()
+    text = field(request.data, "text", str)
+    message = room.chat.send(participant.id, room.role(participant.id), text, time.time())
+    room.broadcast("chat", message_info(message))
+    return {"message": message_info(message)}
+
+
+async def _react(session: Session, request: Request) -> Mapping[str, Any]:
+    room, participant = session.require_joined()
+    emoji = field(request.data, "emoji", str)
+    message_id = field(request.data, "message_id", int, required=False)
+    reaction = room.chat.react(
+        participant.id, room.role(participant.id), emoji, time.time(), message_id
+    )
+    room.broadcast("reaction", asdict(reaction))
+    return {}
+
+
+async def _pin_message(session: Session, request: Request) -> Mapping[str, Any]:
+    room, participant = session.require_joined()
+    message_id = field(request.data, "message_id", int, required=False)
+    role, now = room.role(participant.id), time.time()
+    if message_id is None:
+        change = room.chat.unpin(participant.id, role, now)
+    else:
+        change = room.chat.pin(participant.id, role, message_id, now)
+    pinned = message_info(change.message) if change.message else None
+    room.broadcast("pinned", {"message": pinned, "by": change.by})
+    return {}
+
+
 HANDLERS: dict[str, Handler] = {
     "join": _join,
     "offer": _offer,
     "leave": _leave,
     "ping": _ping,
+    **{name: _stage_handler(call, needs) for name, (call, needs) in STAGE_REQUESTS.items()},
+    "remove": _remove,
+    "get_stage": _get_stage,
+    "get_attendees": _get_attendees,
+    "get_attendance": _get_attendance,
+    "send_chat": _send_chat,
+    "react": _react,
+    "pin_message": _pin_message,
 }
 HANDLER_TYPES = frozenset(HANDLERS)
+
+
+def page_info(page: AttendeePage) -> dict[str, Any]:
+    return {
+        "items": [attendee_info(a) for a in page.items],
+        "next_cursor": page.next_cursor,
+        "total": page.total,
+        "version": page.version,
+    }
+
+
+def attendance_info(record: AttendanceRecord) -> dict[str, Any]:
+    return {
+        "identity": record.identity.user_id,
+        "name": record.identity.name,
+        "visits": [
+            {
+                "joined_at": v.joined_at,
+                "left_at": v.left_at,
+                "roles": [{"role": str(role), "since": since} for role, since in v.roles],
+            }
+            for v in record.visits
+        ],
+    }

@@ -204,6 +204,9 @@ class Stage:
     def ended(self) -> bool:
         return self._ended
 
+    def __contains__(self, participant_id: object) -> bool:
+        return participant_id in self._members
+
     def member(self, participant_id: str) -> Member:
         member = self._members.get(participant_id)
         if member is None:

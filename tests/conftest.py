@@ -10,7 +10,7 @@ import pytest
 
 from sfu.config import MediaConfig
 from signaling.client import PodiumClient
-from signaling.config import ServerConfig
+from signaling.config import RoomSettings, ServerConfig
 from signaling.server import PodiumServer
 from signaling.tokens import mint_token
 
@@ -21,8 +21,14 @@ LOOPBACK = ("127.0.0.1",)
 
 def make_config(**overrides: Any) -> ServerConfig:
     media = overrides.pop("media", MediaConfig(announce_addresses=LOOPBACK))
+    room = overrides.pop("room", RoomSettings(empty_timeout=0))
     return ServerConfig(
-        api_keys={API_KEY: API_SECRET}, host="127.0.0.1", port=0, media=media, **overrides
+        api_keys={API_KEY: API_SECRET},
+        host="127.0.0.1",
+        port=0,
+        media=media,
+        room=room,
+        **overrides,
     )
 
 
