@@ -1,11 +1,12 @@
 """Audio levels and speaking indicators, sans-I/O.
 
 Levels are RFC 6464 values: 0 is 0 dBov (loudest), 127 is -127 dBov or
-silence.  ``add_level`` runs once per inbound packet, so it only appends to a
-flat list; ``tick`` drains that list into numpy arrays indexed by a per-producer
-row and does every per-producer computation at once, across all producers of
-the room.  Time is always passed in (``now``, seconds), so the same code runs
-under an event loop, in tests and in the benchmark.
+silence.  ``add_level`` runs once per inbound packet, so it only appends to
+the producer's list; ``tick`` drains all the lists into one numpy array and
+computes every producer's state at once (at most every 200 ms by default),
+with a fixed number of numpy calls whatever the number of producers.  Time
+is always passed in (``now``, seconds), so the same code runs under an event
+loop, in tests and in the benchmark.
 
 The speaking rule follows LiveKit: over a 400 ms window a producer speaks when
 at least 40 % of its 20 ms frames are louder than -35 dBov; its display level
@@ -16,10 +17,12 @@ up to 1/8, so small fluctuations do not turn into signaling traffic.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import chain
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -33,8 +36,7 @@ FRAME = 0.02
 TIMER_SLACK = 0.001
 """A tick this early still counts as on time: timers fire a hair early in practice."""
 
-IntArray = npt.NDArray[np.intp]
-FloatArray = npt.NDArray[np.float64]
+_Item = TypeVar("_Item", np.float64, np.intp)
 
 _LEVELS = np.arange(SILENCE + 1, dtype=np.float64)
 # Linear amplitude and power of each level; level 127 is silence, not -127 dBov.
@@ -61,77 +63,60 @@ def pcm_level(samples: npt.NDArray[Any]) -> int:
     return min(SILENCE, max(0, round(-10.0 * math.log10(power))))
 
 
-class LevelFeed:
-    """Producer rows and the packet-rate intake shared by the level detectors.
+class LevelFeed(ABC):
+    """Producer membership and per-packet intake shared by the level detectors.
 
-    Each producer owns a row of the subclass's numpy state.  A removed
-    producer's row is only recycled after the next drain, so packets still
-    buffered for it can never be credited to a newcomer.
+    Each producer has a plain list that ``add_level`` appends to (the cheapest
+    thing Python can do per packet) and a row, in order of arrival, of the
+    subclass's numpy state.
     """
 
     def __init__(self) -> None:
-        self._rows: dict[str, int] = {}
-        self._free: list[int] = []
-        self._released: list[int] = []
-        self._capacity = 0
-        self._pending: list[float] = []
+        self._queues: dict[str, list[float]] = {}
+        self._queue_list: list[list[float]] = []  # the same lists, in row order
 
     @property
     def producers(self) -> tuple[str, ...]:
-        return tuple(self._rows)
+        return tuple(self._queues)
 
     def add_producer(self, producer_id: str) -> None:
-        if producer_id in self._rows:
-            return
-        if not self._free:
-            old, self._capacity = self._capacity, max(8, 2 * self._capacity)
-            self._resize(self._capacity)
-            self._free.extend(range(self._capacity - 1, old - 1, -1))
-        self._rows[producer_id] = self._free.pop()
-        self._membership_changed()
+        if producer_id not in self._queues:
+            queue: list[float] = []
+            self._queues[producer_id] = queue
+            self._queue_list.append(queue)
+            self._row_added()
 
     def remove_producer(self, producer_id: str) -> None:
-        row = self._rows.pop(producer_id, None)
-        if row is not None:
-            self._released.append(row)
-            self._membership_changed()
+        if producer_id in self._queues:
+            row = list(self._queues).index(producer_id)
+            del self._queues[producer_id]
+            del self._queue_list[row]
+            self._row_removed(row)
 
+    @abstractmethod
     def add_level(self, producer_id: str, level: int, now: float) -> None:
-        """Record one packet's RFC 6464 level; unknown producers are ignored."""
-        row = self._rows.get(producer_id)
-        if row is not None:
-            self._pending += (row, level, now)
+        """Record one packet's RFC 6464 level (0..127); unknown producers are ignored."""
 
     def add_pcm(self, producer_id: str, samples: npt.NDArray[Any], now: float) -> None:
         """Fallback for packets without a level extension: measure the decoded frame."""
         self.add_level(producer_id, pcm_level(samples), now)
 
-    def _drain(self) -> tuple[IntArray, IntArray, FloatArray]:
-        """Buffered packets as (rows, levels, arrival times), in arrival order."""
-        flat = np.fromiter(self._pending, np.float64, len(self._pending)).reshape(-1, 3)
-        self._pending.clear()
-        rows = flat[:, 0].astype(np.intp)
-        levels = np.clip(flat[:, 1], 0, SILENCE).astype(np.intp)
-        times = flat[:, 2]
-        if self._released:
-            released = np.array(self._released, dtype=np.intp)
-            keep = ~np.isin(rows, released)
-            rows, levels, times = rows[keep], levels[keep], times[keep]
-            self._reset(released)
-            self._free.extend(self._released)
-            self._released.clear()
-        return rows, levels, times
+    def _drain(self, dtype: type[_Item]) -> tuple[npt.NDArray[_Item], list[int]]:
+        """Everything queued since the last drain, row after row, and each row's length."""
+        queues = self._queue_list
+        lengths = [len(queue) for queue in queues]
+        flat = np.fromiter(chain.from_iterable(queues), dtype, sum(lengths))
+        for queue in queues:
+            queue.clear()
+        return flat, lengths
 
-    def _resize(self, capacity: int) -> None:
-        """Grow the per-row state to ``capacity`` rows; new rows start reset."""
-        raise NotImplementedError
+    @abstractmethod
+    def _row_added(self) -> None:
+        """Append a fresh row to the per-producer state."""
 
-    def _reset(self, rows: IntArray) -> None:
-        """Return recycled rows to their initial state."""
-        raise NotImplementedError
-
-    def _membership_changed(self) -> None:
-        """Hook: the set of producers changed."""
+    @abstractmethod
+    def _row_removed(self, row: int) -> None:
+        """Delete ``row`` from the per-producer state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +134,8 @@ class ProducerLevel:
 
 @dataclass(frozen=True, slots=True)
 class Levels:
+    """Every producer's state at time ``at``, as of the last evaluation."""
+
     at: float
     producers: Mapping[str, ProducerLevel]
 
@@ -165,17 +152,18 @@ class LevelDetector(LevelFeed):
     """Per-producer window power and LiveKit-style speaking state.
 
     ``tick`` may be called as often as the caller likes; it evaluates at most
-    once per ``interval`` over the last ``window`` seconds (a ring of
-    ``window / interval`` per-hop sums) and otherwise returns the last result.
-    A producer that stops sending fades to silence within one window, since
-    its missing frames count as silent ones.
+    once per ``interval`` over the last ``window`` seconds and otherwise
+    returns the last result.  Each evaluation adds one histogram of levels
+    per producer to a ring of ``window / interval`` hops, so the window never
+    needs the packets' own times.  A producer that stops sending fades to
+    silence within one window, since its missing frames count as silent ones.
     """
 
     def __init__(
         self,
         *,
         window: float = 0.4,
-        interval: float = 0.1,
+        interval: float = 0.2,
         active_level: int = 35,
         min_active: float = 0.4,
         smooth_windows: int = 2,
@@ -188,64 +176,64 @@ class LevelDetector(LevelFeed):
         self._quantum = quantum
         # EMA over ``smooth_windows`` windows, same centre of mass as a moving average.
         self._keep_per_window = 1.0 - 2.0 / (smooth_windows + 1)
-        self._hops = max(1, round(window / interval))
-        # Per-level weights of the three per-hop sums: active frames, their
-        # amplitude, power.
+        # What one frame at each level adds to the window's sums: whether it
+        # is active, its amplitude if active, its power.
         active = np.less_equal(_LEVELS, active_level)
-        self._weights = np.stack([active.astype(np.float64), _AMPLITUDE * active, _POWER])
-        self._ring = np.zeros((self._hops, 3, 0))
-        self._hop_start = np.full(self._hops, np.inf)
+        self._weights = np.stack([active.astype(np.float64), _AMPLITUDE * active, _POWER], axis=1)
+        hops = max(1, round(window / interval))
+        self._histograms = np.zeros((hops, 0))  # hop x (row, level)
+        self._hop_starts = [math.inf] * hops
         self._hop = 0
+        self._offsets = np.zeros(0, dtype=np.intp)  # each row's first histogram column
         self._smoothed = np.zeros(0)
         self._last_eval: float | None = None
         self._levels = _EMPTY_LEVELS
 
+    def add_level(self, producer_id: str, level: int, now: float) -> None:
+        """Record one packet's RFC 6464 level (0..127); unknown producers are ignored."""
+        queue = self._queues.get(producer_id)
+        if queue is not None:
+            queue.append(level)
+
     def tick(self, now: float) -> Levels:
+        """Every producer's state over the last window."""
         last = self._last_eval
         if last is not None and now - last < self._interval - TIMER_SLACK:
             return self._levels
-        start = now - self._interval if last is None else last
         self._last_eval = now
-        capacity = self._capacity
-        rows, levels, _ = self._drain()
+        levels, lengths = self._drain(np.intp)
+        keys = np.repeat(self._offsets, lengths) + (levels & SILENCE)
+        hop = self._hop
+        self._histograms[hop] = np.bincount(keys, minlength=self._histograms.shape[1])
+        self._hop_starts[hop] = now - self._interval if last is None else last
+        self._hop = (hop + 1) % len(self._hop_starts)
 
-        # One bincount yields the three per-row sums of this hop.
-        keys = (rows + np.arange(3)[:, None] * capacity).ravel()
-        sums = np.bincount(keys, weights=self._weights[:, levels].ravel(), minlength=3 * capacity)
-        self._ring[self._hop] = sums.reshape(3, capacity)
-        self._hop_start[self._hop] = start
-        self._hop = (self._hop + 1) % self._hops
-
-        frames = max((now - self._hop_start.min()) / FRAME, 1.0)
-        active, amplitude, power = self._ring.sum(axis=0) / frames
+        frames = max((now - min(self._hop_starts)) / FRAME, 1.0)
+        window = self._histograms.sum(axis=0).reshape(-1, SILENCE + 1)
+        active, amplitude, power = (window @ self._weights).T / frames
         speaking = active >= self._min_active
-        alpha = 1.0 - self._keep_per_window ** ((now - start) / self._window)
+        keep = self._keep_per_window ** ((now - self._hop_starts[hop]) / self._window)
         smoothed = self._smoothed
-        self._smoothed = np.where(speaking, smoothed + alpha * (amplitude - smoothed), 0.0)
-        shown = np.ceil(self._smoothed / self._quantum) * self._quantum
+        smoothed += (1.0 - keep) * (amplitude - smoothed)
+        smoothed *= speaking
+        shown = np.ceil(smoothed / self._quantum) * self._quantum
         dbov = 10.0 * np.log10(np.maximum(power, _MIN_POWER))
 
-        shown_l, dbov_l, speaking_l = shown.tolist(), dbov.tolist(), speaking.tolist()
-        self._levels = Levels(
-            at=now,
-            producers=MappingProxyType(
-                {
-                    pid: ProducerLevel(shown_l[row], dbov_l[row], speaking_l[row])
-                    for pid, row in self._rows.items()
-                }
-            ),
-        )
+        states = map(ProducerLevel, shown.tolist(), dbov.tolist(), speaking.tolist())
+        self._levels = Levels(now, MappingProxyType(dict(zip(self._queues, states, strict=True))))
         return self._levels
 
-    def _resize(self, capacity: int) -> None:
-        ring = np.zeros((self._hops, 3, capacity))
-        ring[:, :, : self._ring.shape[2]] = self._ring
-        self._ring = ring
-        self._smoothed = np.concatenate([self._smoothed, np.zeros(capacity - self._smoothed.size)])
+    def _row_added(self) -> None:
+        new = np.zeros((self._histograms.shape[0], SILENCE + 1))
+        self._histograms = np.hstack([self._histograms, new])
+        self._offsets = np.arange(len(self._queues)) * (SILENCE + 1)
+        self._smoothed = np.append(self._smoothed, 0.0)
 
-    def _reset(self, rows: IntArray) -> None:
-        self._ring[:, :, rows] = 0.0
-        self._smoothed[rows] = 0.0
+    def _row_removed(self, row: int) -> None:
+        columns = np.s_[row * (SILENCE + 1) : (row + 1) * (SILENCE + 1)]
+        self._histograms = np.delete(self._histograms, columns, axis=1)
+        self._offsets = np.arange(len(self._queues)) * (SILENCE + 1)
+        self._smoothed = np.delete(self._smoothed, row)
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,9 +79,10 @@ class PodiumClient:
         on_packet: PacketHandler | None = None,
         host_addresses: Sequence[str] | None = None,
         room: str | None = None,
+        media: bool = True,
         timeout: float = 10.0,
     ) -> PodiumClient:
-        """Join and negotiate media.
+        """Join and (unless ``media=False``: a signaling-only client) negotiate media.
 
         ``on_packet(slot, packet)`` receives the slots' RTP packets undecoded
         (load generators); without it each slot exposes a decoded ``track``.
@@ -102,7 +103,8 @@ class PodiumClient:
             if room is not None:
                 join["room"] = room
             client.join_info = await client.request("join", timeout=timeout, **join)
-            await client._negotiate(publish, on_packet, timeout)
+            if media:
+                await client._negotiate(publish, on_packet, timeout)
         except BaseException:
             await client.close()
             raise
@@ -167,11 +169,16 @@ class PodiumClient:
         while (event := await self._events.get()) is not None:
             yield event
 
-    async def next_event(self, name: str, timeout: float = 10.0) -> Event:
-        """Skip ahead to the next event called ``name``."""
+    async def next_event(
+        self,
+        name: str,
+        timeout: float = 10.0,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> Event:
+        """Skip ahead to the next event called ``name`` (whose data satisfies ``where``)."""
         async with asyncio.timeout(timeout):
             async for event in self.events():
-                if event.name == name:
+                if event.name == name and (where is None or where(event.data)):
                     return event
         raise ConnectionError(f"closed ({self.closed_reason}) before a {name!r} event")
 

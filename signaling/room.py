@@ -184,7 +184,7 @@ class Room:
         targets = [
             pid
             for pid in self.participants
-            if pid in extra or self.stage.member(pid).role in _MODERATORS
+            if pid in extra or (pid in self.stage and self.stage.member(pid).role in _MODERATORS)
         ]
         self._send_to(targets, event, data)
 

@@ -221,7 +221,7 @@ STAGE_REQUESTS: dict[str, tuple[StageCall, bool]] = {
     "promote": (lambda st, me, who, now: st.promote(me, who, now), True),
     "demote": (lambda st, me, who, now: st.demote(me, who, now), True),
     "mute": (lambda st, me, who, now: st.mute(me, who, now), False),
-    "unmute": (lambda st, me, _, now: st.unmute(me, me, now), False),
+    "unmute": (lambda st, me, who, now: st.unmute(me, who, now), False),
     "end_room": (lambda st, me, _, now: st.end_room(me, now), False),
 }
 
