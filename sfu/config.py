@@ -11,7 +11,21 @@ class MediaConfig:
     """Receive slots negotiated per participant: the most speakers one hears at once."""
     announce_addresses: tuple[str, ...] = ("auto",)
     """ICE host-candidate addresses; "auto" means the machine's interfaces."""
+    slot_policy: str = "loudest"
+    """"loudest": the loudest active speakers (dominant always); "arrival": stage order."""
+    speaker_hold: float = 1.5
+    """Seconds a speaker keeps its slot after it last talked (loudest policy)."""
+    tick_interval: float = 0.05
+    """How often level detection, dominant speaker and slot policy run."""
+    speaking_interval: float = 0.3
+    """How often speaking-indicator changes are reported."""
     fanout_chunk: int = 128
     """Yield to the event loop after this many sends of one packet (big rooms)."""
     sender_report_interval: float = 1.0
-    """How often slot senders' RTCP SR counters are refreshed from the forwarders."""
+    """How often each peer gets one RTCP sender report covering its active slots."""
+
+    def __post_init__(self) -> None:
+        if self.slot_policy not in ("loudest", "arrival"):
+            raise ValueError(f"unknown slot policy {self.slot_policy!r}")
+        if self.slots < 1:
+            raise ValueError("slots must be at least 1")

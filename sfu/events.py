@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sfu.activity import SpeakingChanged
+from sfu.dominant_speaker import DominantSpeakerChanged
 from sfu.slots import Layout
 
 
@@ -15,4 +17,4 @@ class SlotsChanged:
     slots: Layout
 
 
-RouterEvent = SlotsChanged
+RouterEvent = SlotsChanged | SpeakingChanged | DominantSpeakerChanged

@@ -13,25 +13,36 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
+import numpy.typing as npt
+
+from sfu.activity import ActivityObserver
 from sfu.consumer import Consumer
 from sfu.events import RouterEvent, SlotsChanged
 from sfu.forwarder import Forwarder
+from sfu.levels import pcm_level
 from sfu.participant import Participant
 from sfu.producer import Producer
 from sfu.routing import RoutingTable
-from sfu.slots import ArrivalOrderPolicy, Layout, SlotPolicy, assign_slots
+from sfu.slots import ArrivalOrderPolicy, Layout, Ranking, SlotPolicy, assign_slots
 
 _NO_TARGETS: tuple[Consumer, ...] = ()
 
 
 class Room:
-    def __init__(self, room_id: str, policy: SlotPolicy | None = None) -> None:
+    def __init__(
+        self,
+        room_id: str,
+        policy: SlotPolicy | None = None,
+        observer: ActivityObserver | None = None,
+    ) -> None:
         self.id = room_id
         self.policy: SlotPolicy = policy or ArrivalOrderPolicy()
+        self.observer = observer or ActivityObserver()
         self.participants: dict[str, Participant] = {}
         self.routing = RoutingTable()
         self.dropped: Counter[str] = Counter()
         self._events: deque[RouterEvent] = deque()
+        self._ranking = Ranking()
 
     # -- membership -------------------------------------------------------
     def join(self, participant_id: str, may_publish: bool, now: float) -> Participant:
@@ -40,11 +51,14 @@ class Room:
         producer = Producer(participant_id, allowed=may_publish, stage_since=now)
         participant = Participant(participant_id, producer)
         self.participants[participant_id] = participant
+        self._observe(producer)
         return participant
 
     def leave(self, participant_id: str, now: float) -> None:
         participant = self.participants.pop(participant_id, None)
         if participant is not None:
+            if participant_id in self.observer.producers:
+                self.observer.remove_producer(participant_id)
             # Its own consumers must leave the routing snapshot even if nobody
             # else's layout changes.
             self._reassign(now, rebuild=bool(participant.consumers))
@@ -76,8 +90,17 @@ class Room:
         before = producer.routable
         for name, value in flags.items():
             setattr(producer, name, value)
+        self._observe(producer)
         if producer.routable != before:
             self._reassign(now)
+
+    def _observe(self, producer: Producer) -> None:
+        """Only the stage is watched for activity: listeners cost the detectors nothing."""
+        watched = producer.participant_id in self.observer.producers
+        if producer.allowed and not watched:
+            self.observer.add_producer(producer.participant_id)
+        elif not producer.allowed and watched:
+            self.observer.remove_producer(producer.participant_id)
 
     # -- packet path ------------------------------------------------------
     def on_rtp(
@@ -96,20 +119,37 @@ class Room:
         if producer.muted:
             self.dropped["muted"] += 1
             return _NO_TARGETS
+        if level is not None:
+            self.observer.add_level(participant_id, level, now)
         targets = self.routing.targets(participant_id)
         if not targets:
             self.dropped["not_selected"] += 1
         return targets
 
+    def wants_pcm(self, participant_id: str) -> bool:
+        """Whether decoded audio is needed: a live producer whose packets carry no level."""
+        participant = self.participants.get(participant_id)
+        return participant is not None and participant.producer.routable
+
+    def on_pcm(self, participant_id: str, samples: npt.NDArray[Any], now: float) -> None:
+        """Decoded audio of one packet that carried no RFC 6464 level (decode fallback)."""
+        self.participants[participant_id].producer.note_level(pcm_level(samples), now)
+        self.observer.add_pcm(participant_id, samples, now)
+
     # -- policy -----------------------------------------------------------
-    def reassign(self, now: float) -> None:
-        """Re-run the slot policy (a level-driven policy calls this on its ticks)."""
-        self._reassign(now)
+    def tick(self, now: float) -> None:
+        """Run the detectors; re-run the slot policy when the ranking moved."""
+        self._events.extend(self.observer.tick(now))
+        if self._rank(now) != self._ranking:
+            self._reassign(now)
+
+    def _rank(self, now: float) -> Ranking:
+        producers = [p.producer for p in self.participants.values() if p.producer.has_uplink]
+        return self.policy.rank(producers, self.observer.snapshot, now)
 
     def _reassign(self, now: float, rebuild: bool = False) -> None:
-        producers = [p.producer for p in self.participants.values() if p.producer.has_uplink]
-        ranked = self.policy.rank(producers, now)
-        ranked_set = set(ranked)
+        ranking = self._ranking = self._rank(now)
+        ranked_set = set(ranking.order)
         memo: dict[tuple[Layout, str | None], Layout] = {}
         changed = rebuild
         for participant in self.participants.values():
@@ -120,7 +160,7 @@ class Room:
             key = (old, exclude)
             new = memo.get(key)
             if new is None:
-                new = memo[key] = assign_slots(old, ranked, exclude)
+                new = memo[key] = assign_slots(old, ranking, exclude)
             if new != old:
                 for consumer, source in zip(participant.consumers, new, strict=True):
                     consumer.source = source

@@ -59,7 +59,7 @@ class AttendeeDelta:
     version: int
     joined: tuple[Attendee, ...]
     left: tuple[str, ...]
-    updated: tuple[Attendee, ...]  # role changes of attendees already published
+    updated: tuple[Attendee, ...]  # role or profile changes of attendees already published
     counts: dict[Role, int]  # by role, after this delta
     total: int
 
@@ -116,6 +116,14 @@ class AttendeeList:
         self._current[participant] = replace(attendee, role=role)
         # Two distinct roles: at least one of them is on stage.
         self._touch(participant, now, immediate=True)
+
+    def set_identity(self, participant: str, identity: Identity, now: float) -> None:
+        """A new name or profile: published like a role change, in ``updated``."""
+        attendee = self._get(participant)
+        if identity == attendee.identity:
+            return
+        self._current[participant] = replace(attendee, identity=identity)
+        self._touch(participant, now, immediate=attendee.role.on_stage)
 
     def get_timer(self) -> float | None:
         """When ``poll`` next has something to publish; re-read after every change."""

@@ -43,6 +43,7 @@ def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         media=MediaConfig(slots=args.slots, announce_addresses=addresses),
         ice_servers=ice,
+        serve_demo=args.dev,
     )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -63,6 +64,7 @@ async def _run(config: ServerConfig, dev: bool) -> None:
         key, secret = next(iter(config.api_keys.items()))
         print(
             f"\nPodium dev server on {server.url}\n"
+            f"  demo page:  http://{config.host}:{server.port}/\n"
             f"  API key:    {key}\n  API secret: {secret}\n"
             f"  mint a token: podium token --dev --room demo --identity alice --role host\n",
             flush=True,

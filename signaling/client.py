@@ -30,8 +30,9 @@ from aiortc import (
 )
 from aiortc.rtp import RtpPacket
 
-from sfu.rtc.setup import configure
+from sfu.rtc.setup import configure, numpy_audio_level
 from sfu.rtc.tracks import ParkedTrack, tap_receiver
+from sfu.rtp import AUDIO_LEVEL_URI
 from signaling.errors import PodiumError
 
 PacketHandler = Callable[[int, RtpPacket], None]
@@ -80,6 +81,7 @@ class PodiumClient:
         host_addresses: Sequence[str] | None = None,
         room: str | None = None,
         media: bool = True,
+        audio_level: bool = True,
         timeout: float = 10.0,
     ) -> PodiumClient:
         """Join and (unless ``media=False``: a signaling-only client) negotiate media.
@@ -87,8 +89,11 @@ class PodiumClient:
         ``on_packet(slot, packet)`` receives the slots' RTP packets undecoded
         (load generators); without it each slot exposes a decoded ``track``.
         ``host_addresses`` sets the ICE addresses to gather (process-wide),
-        e.g. ``["127.0.0.1"]`` for loopback.
+        e.g. ``["127.0.0.1"]`` for loopback.  ``audio_level=False`` offers no
+        RFC 6464 extension, as some clients do (the server then measures levels
+        by decoding).
         """
+        numpy_audio_level()
         if host_addresses is not None:
             configure(host_addresses)
         http = aiohttp.ClientSession()
@@ -104,14 +109,18 @@ class PodiumClient:
                 join["room"] = room
             client.join_info = await client.request("join", timeout=timeout, **join)
             if media:
-                await client._negotiate(publish, on_packet, timeout)
+                await client._negotiate(publish, on_packet, audio_level, timeout)
         except BaseException:
             await client.close()
             raise
         return client
 
     async def _negotiate(
-        self, publish: MediaStreamTrack | None, on_packet: PacketHandler | None, timeout: float
+        self,
+        publish: MediaStreamTrack | None,
+        on_packet: PacketHandler | None,
+        audio_level: bool,
+        timeout: float,
     ) -> None:
         servers = [
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
@@ -128,7 +137,11 @@ class PodiumClient:
             if on_packet is not None:
                 tap_receiver(receiver, _slot_handler(on_packet, index))
             receivers.append(receiver)
-        await pc.setLocalDescription(await pc.createOffer())
+        offer = await pc.createOffer()
+        if not audio_level:
+            lines = offer.sdp.split("\r\n")
+            offer.sdp = "\r\n".join(line for line in lines if AUDIO_LEVEL_URI not in line)
+        await pc.setLocalDescription(offer)
         answer = await self.request("offer", timeout=timeout, sdp=pc.localDescription.sdp)
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         # aiortc creates the receive tracks when it applies the answer.

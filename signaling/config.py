@@ -39,6 +39,30 @@ class RoomSettings:
     attendees: AttendeeConfig = field(default_factory=AttendeeConfig)
     empty_timeout: float = 30.0
     """Seconds an empty room lives on (its bans with it) before it is closed."""
+    media_mode: str = "forward"
+    """How audio reaches listeners; only ``forward`` (SFU) until mixing lands."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """The platform's own data about a room made through the server API."""
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Where room events are POSTed, and how hard delivery tries (see signaling.webhooks)."""
+
+    urls: tuple[str, ...] = ()
+    api_key: str | None = None
+    """Which of ``api_keys`` signs deliveries; the first one when unset."""
+    queue_size: int = 10_000
+    """Events waiting per URL, all rooms together; further events are dropped and counted."""
+    max_attempts: int = 20
+    """Tries of one event before it is given up (and counted): about 13 minutes of retries."""
+    backoff_initial: float = 0.5
+    backoff_max: float = 60.0
+    request_timeout: float = 5.0
+    concurrency: int = 8
+    """Requests in flight per URL; each room still has at most one, so rooms stay ordered."""
+    drain_timeout: float = 5.0
+    """At shutdown, how long pending events may take to go out before they are abandoned."""
 
 
 @dataclass(frozen=True)
@@ -59,3 +83,6 @@ class ServerConfig:
     """Larger frames close the WebSocket (1009): the server will not buffer them."""
     outbox_limit: int = 512
     """Queued outbound messages per client before it is dropped as too slow."""
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    serve_demo: bool = False
+    """Serve the demo page and the ``/dev/token`` endpoint (``--dev`` only: anyone may mint)."""

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
 from typing import Any
 
+from sfu.activity import SpeakingChanged
+from sfu.dominant_speaker import DominantSpeakerChanged
 from sfu.events import RouterEvent, SlotsChanged
 from sfu.rtc.media_room import MediaRoom
 from signaling.attendees import AttendeeDelta, AttendeeList
 from signaling.chat import Chat, ChatMessage
-from signaling.config import ServerConfig
+from signaling.config import RoomSettings, ServerConfig
 from signaling.errors import PodiumError
+from signaling.observer import NO_OBSERVER, RoomObserver
 from signaling.participant import (
     Outbox,
     Participant,
@@ -38,6 +42,7 @@ from signaling.stage import (
     Joined,
     Left,
     Muted,
+    ProfileChanged,
     Removed,
     RoleChanged,
     RoomEnded,
@@ -57,18 +62,27 @@ def message_info(message: ChatMessage) -> dict[str, Any]:
 
 class Room:
     def __init__(
-        self, name: str, config: ServerConfig, on_empty: Callable[[Room], Awaitable[None]]
+        self,
+        name: str,
+        config: ServerConfig,
+        on_empty: Callable[[Room], Awaitable[None]],
+        settings: RoomSettings | None = None,
+        observer: RoomObserver = NO_OBSERVER,
     ) -> None:
         self.name = name
         self.config = config
+        self.settings = settings or config.room  # per room when made through the server API
+        self.sid = f"RM_{secrets.token_hex(8)}"  # tells apart successive rooms of one name
         self.created_at = time.time()
         self.participants: dict[str, Participant] = {}
-        self.stage = Stage(config.room.stage)
-        self.chat = Chat(config.room.chat)
-        self.attendees = AttendeeList(config.room.attendees)
+        self.stage = Stage(self.settings.stage)
+        self.chat = Chat(self.settings.chat)
+        self.attendees = AttendeeList(self.settings.attendees)
         self.media = MediaRoom(name, config.media, self._media_event, self._peer_lost)
         self._on_empty = on_empty
         self._attendee_timer: asyncio.TimerHandle | None = None
+        self.observer = observer
+        observer.room_started(self)
 
     def info(self) -> dict[str, Any]:
         counts = self.attendees.counts()
@@ -88,18 +102,23 @@ class Room:
         if self.stage.is_banned(token.identity):
             raise PodiumError("banned", "you were banned from this room")
         if token.identity in self.participants:
-            await self.remove(token.identity, "duplicate_identity")
+            # Not "empty" in between: the room (its bans, chat, attendance) must survive.
+            await self.remove(token.identity, "duplicate_identity", release=False)
         identity = identity_of(token)
         now = time.time()
         event = self.stage.join(identity.user_id, identity, token.role, now)  # may refuse
         participant = Participant(identity, token.metadata, outbox)
         self.participants[participant.id] = participant
         self.media.join(participant.id, may_publish=token.role.on_stage)
+        self.media.set_muted(participant.id, self.stage.member(participant.id).muted)
         self.apply(event, now)
         return participant
 
-    async def remove(self, identity: str, reason: str) -> None:
-        """Release everything the participant holds: stage seat, routing, slots, peer."""
+    async def remove(self, identity: str, reason: str, release: bool = True) -> None:
+        """Release everything the participant holds: stage seat, routing, slots, peer.
+
+        ``release=False`` keeps an emptied room from being handed to the server
+        for closing (a replacement session is about to join)."""
         participant = self.participants.pop(identity, None)
         if participant is None:
             return
@@ -107,9 +126,10 @@ class Room:
             now = time.time()
             self.apply(self.stage.leave(identity, now), now)
         self.chat.forget(identity)
+        self.observer.participant_left(self, participant, reason)
         participant.outbox.close(reason)
         await self.media.leave(identity)
-        if not self.participants:
+        if release and not self.participants:
             await self._on_empty(self)
 
     # -- events → media and messages --------------------------------------
@@ -148,7 +168,12 @@ class Room:
                 self.broadcast("room_ended", _jsonable(event))
                 for pid in list(self.participants):
                     self._close_later(pid, "room_ended")
+            case ProfileChanged(participant=pid, identity=identity):
+                self.attendees.set_identity(pid, identity, now)  # clients learn from the delta
+                if (participant := self.participants.get(pid)) is not None:
+                    participant.identity = identity
         self._schedule_attendees()
+        self.observer.stage_event(self, event, now)
 
     def _close_later(self, identity: str, reason: str) -> None:
         """Remove after the current request's reply has been queued."""
@@ -205,8 +230,17 @@ class Room:
         self._send_to((identity,), event, data)
 
     def _media_event(self, event: RouterEvent) -> None:
-        if isinstance(event, SlotsChanged):
-            self.send(event.subscriber_id, "slots", {"slots": list(event.slots)})
+        match event:
+            case SlotsChanged(subscriber_id=subscriber, slots=slots):
+                self.send(subscriber, "slots", {"slots": list(slots)})
+            case SpeakingChanged(changes=changes):
+                speakers = [
+                    {"participant": c.producer_id, "level": c.level, "speaking": c.speaking}
+                    for c in changes
+                ]
+                self.broadcast("speaking", {"speakers": speakers})
+            case DominantSpeakerChanged(producer_id=dominant, previous=previous):
+                self.broadcast("dominant_speaker", {"participant": dominant, "previous": previous})
 
     async def _peer_lost(self, identity: str, state: str) -> None:
         logger.info("room %s: %s's peer connection %s", self.name, identity, state)
@@ -218,6 +252,7 @@ class Room:
             self._attendee_timer = None
         for identity in list(self.participants):
             await self.remove(identity, reason)
+        self.observer.room_finished(self, reason)
         await self.media.close()
 
     # -- views -------------------------------------------------------------

@@ -12,6 +12,7 @@ from aiohttp import web
 from sfu.rtc import selfcheck
 from sfu.rtc.setup import configure
 from signaling.config import ServerConfig
+from signaling.demo import demo_routes
 from signaling.room import Room
 from signaling.session import Session
 
@@ -29,6 +30,8 @@ class PodiumServer:
         self._closing: set[asyncio.Future[None]] = set()
         self.app = web.Application()
         self.app.add_routes([web.get("/rtc", self._rtc), web.get("/healthz", self._healthz)])
+        if config.serve_demo:  # development only: /dev/token mints tokens for anyone
+            self.app.add_routes(demo_routes(config))
         self._runner: web.AppRunner | None = None
         self.port = config.port
 
@@ -62,22 +65,27 @@ class PodiumServer:
         """The live room called ``name``; created by its first join."""
         room = self.rooms.get(name)
         if room is None or room.stage.ended:
-            room = self.rooms[name] = Room(name, self.config, self._room_empty)
+            room = self.rooms[name] = Room(name, self.config, self.room_idle)
         timer = self._empty_timers.pop(name, None)
         if timer is not None:
             timer.cancel()
         return room
 
-    async def _room_empty(self, room: Room) -> None:
+    async def room_idle(self, room: Room) -> None:
         """An ended room closes at once, an empty one after ``empty_timeout`` (so do its bans)."""
+        if room.participants:
+            return
         if room.stage.ended or self.config.room.empty_timeout <= 0:
             await self.release_if_empty(room)
             return
+
+        def release() -> None:
+            closing = asyncio.ensure_future(self.release_if_empty(room))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
         loop = asyncio.get_running_loop()
-        self._empty_timers[room.name] = loop.call_later(
-            self.config.room.empty_timeout,
-            lambda: self._closing.add(asyncio.ensure_future(self.release_if_empty(room))),
-        )
+        self._empty_timers[room.name] = loop.call_later(self.config.room.empty_timeout, release)
 
     async def release_if_empty(self, room: Room) -> None:
         if self.rooms.get(room.name) is room and not room.participants:

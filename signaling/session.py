@@ -165,7 +165,7 @@ async def _join(session: Session, request: Request) -> Mapping[str, Any]:
     try:
         participant = await room.admit(token, session)
     except PodiumError:
-        await server.release_if_empty(room)
+        await server.room_idle(room)  # the empty-room timer again: bans must outlive refusals
         raise
     session.room, session.participant = room, participant
     page = room.attendees.page(limit=50)

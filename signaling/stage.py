@@ -148,6 +148,14 @@ class RoomEnded:
     by: str
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileChanged:
+    """The platform renamed someone or changed their profile (server API only)."""
+
+    participant: str
+    identity: Identity
+
+
 StageEvent = (
     Joined
     | Left
@@ -160,7 +168,12 @@ StageEvent = (
     | Muted
     | Removed
     | RoomEnded
+    | ProfileChanged
 )
+
+SERVER = ""
+"""``by`` of what the server API did: the platform itself, never a member (identities
+are never empty). It has every right a host has over others, and no seat."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,17 +356,51 @@ class Stage:
         self, actor_id: str, target_id: str, now: float, *, ban: bool = False, reason: str = ""
     ) -> Removed:
         target = self._authorize(actor_id, Action.BAN if ban else Action.REMOVE, target_id)
-        self._drop(target_id, now)
-        if ban:
-            self._banned.add(target.identity.user_id)
-        return Removed(target_id, actor_id, ban, reason)
+        return self._remove(target, actor_id, now, ban, reason)
 
     def end_room(self, actor_id: str, now: float) -> RoomEnded:
         self._actor(actor_id, Action.END_ROOM)
-        for participant_id in list(self._members):
-            self._drop(participant_id, now)
-        self._ended = True
-        return RoomEnded(actor_id)
+        return self._end(actor_id, now)
+
+    # Server API requests: the platform's backend, not a member, acting on one. Each makes
+    # the same change, with the same checks on the target, as the moderator request named.
+
+    def server_set_role(self, target_id: str, role: Role, now: float) -> RoleChanged:
+        """Any role to any other, like a fresh token would: entering the stage still means
+        arriving self-muted, so only the participant ever opens their microphone."""
+        self._require_open()
+        target = self.member(target_id)
+        if role is target.role:
+            raise PodiumError(ErrorCode.INVALID_REQUEST, f"{target_id!r} already is a {role}")
+        if role.on_stage and not target.on_stage:
+            self._require_stage_seat()
+        return self._change_role(target, role, SERVER, now)
+
+    def server_mute(self, target_id: str, now: float) -> Muted:
+        """As ``mute`` by a host. There is no server unmute."""
+        self._require_open()
+        return self._mute(self.member(target_id), SERVER, muted=True)
+
+    def server_remove(
+        self, target_id: str, now: float, *, ban: bool = False, reason: str = ""
+    ) -> Removed:
+        self._require_open()
+        return self._remove(self.member(target_id), SERVER, now, ban, reason)
+
+    def server_end_room(self, now: float) -> RoomEnded:
+        self._require_open()
+        return self._end(SERVER, now)
+
+    def server_set_profile(self, target_id: str, identity: Identity, now: float) -> ProfileChanged:
+        """New name and profile for the same person (``user_id`` cannot change)."""
+        self._require_open()
+        target = self.member(target_id)
+        if identity.user_id != target.identity.user_id:
+            raise PodiumError(ErrorCode.INVALID_REQUEST, "a profile cannot change the user id")
+        self._members[target_id] = replace(target, identity=identity)
+        record = self._attendance[identity.user_id]
+        self._attendance[identity.user_id] = replace(record, identity=identity)
+        return ProfileChanged(target_id, identity)
 
     # Checks: each raises before anything is changed.
 
@@ -411,12 +458,27 @@ class Stage:
 
     def _set_muted(self, actor_id: str, target_id: str, *, muted: bool) -> Muted:
         target = self._authorize(actor_id, Action.MUTE if muted else Action.UNMUTE, target_id)
+        return self._mute(target, actor_id, muted=muted)
+
+    def _mute(self, target: Member, by: str, *, muted: bool) -> Muted:
         _require_on_stage(target)
         if target.muted == muted:
             code = ErrorCode.ALREADY_MUTED if muted else ErrorCode.NOT_MUTED
-            raise PodiumError(code, f"{target_id!r} is {'already' if muted else 'not'} muted")
-        self._members[target_id] = replace(target, muted_by=actor_id if muted else None)
-        return Muted(target_id, actor_id, muted)
+            raise PodiumError(code, f"{target.id!r} is {'already' if muted else 'not'} muted")
+        self._members[target.id] = replace(target, muted_by=by if muted else None)
+        return Muted(target.id, by, muted)
+
+    def _remove(self, target: Member, by: str, now: float, ban: bool, reason: str) -> Removed:
+        self._drop(target.id, now)
+        if ban:
+            self._banned.add(target.identity.user_id)
+        return Removed(target.id, by, ban, reason)
+
+    def _end(self, by: str, now: float) -> RoomEnded:
+        for participant_id in list(self._members):
+            self._drop(participant_id, now)
+        self._ended = True
+        return RoomEnded(by)
 
     def _change_role(self, target: Member, new: Role, by: str, now: float) -> RoleChanged:
         if not new.on_stage:

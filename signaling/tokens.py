@@ -3,6 +3,8 @@
 Claims follow LiveKit's shape: ``iss`` = API key (selects the secret),
 ``sub`` = identity, ``exp``/``nbf``/``iat``, plus ``name``, ``metadata`` (the
 professional identity shown in the attendee list), ``room`` and ``role``.
+Server-API tokens carry ``admin: {"room": NAME | "*"}`` instead, and no
+``room`` claim, so that they can never join a room.
 """
 
 from __future__ import annotations
@@ -61,6 +63,60 @@ def mint_token(
 
 def verify_token(token: str, keys: Mapping[str, str], now: float | None = None) -> AccessToken:
     """Check signature, issuer and time window; raise PodiumError with a precise code."""
+    return _to_access_token(_verified_claims(token, keys, now, ("exp", "sub", "iss")))
+
+
+ALL_ROOMS = "*"
+
+
+@dataclass(frozen=True)
+class AdminGrant:
+    """What a server-API token allows: one room's administration, or every room's (``*``)."""
+
+    room: str
+    api_key: str
+    expires_at: float
+
+    def allows(self, room: str) -> bool:
+        return self.room in (ALL_ROOMS, room)
+
+
+def mint_admin_token(
+    api_key: str,
+    api_secret: str,
+    *,
+    room: str = ALL_ROOMS,
+    ttl: float = 600,
+    now: float | None = None,
+) -> str:
+    """A short-lived token for the server API; it cannot join a room (no ``room`` claim)."""
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": api_key,
+        "sub": api_key,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + int(ttl),
+        "admin": {"room": room},
+    }
+    return jwt.encode(claims, api_secret, algorithm=ALGORITHM)
+
+
+def verify_admin_token(token: str, keys: Mapping[str, str], now: float | None = None) -> AdminGrant:
+    """Like ``verify_token``; a valid token without an admin grant is ``not_permitted``."""
+    claims = _verified_claims(token, keys, now, ("exp", "iss"))
+    grant = claims.get("admin")
+    if not isinstance(grant, dict):
+        raise PodiumError("not_permitted", "token carries no admin grant")
+    room = grant.get("room")
+    if not isinstance(room, str) or not room:
+        raise PodiumError("token_invalid", "admin grant has no room ('*' for every room)")
+    return AdminGrant(room, str(claims["iss"]), float(claims["exp"]))
+
+
+def _verified_claims(
+    token: str, keys: Mapping[str, str], now: float | None, required: tuple[str, ...]
+) -> dict[str, Any]:
     if not isinstance(token, str) or not token:
         raise PodiumError("token_invalid", "access token missing")
     try:
@@ -75,16 +131,18 @@ def verify_token(token: str, keys: Mapping[str, str], now: float | None = None) 
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": ["exp", "sub", "iss"], "verify_exp": False, "verify_nbf": False},
+            options={"require": list(required), "verify_exp": False, "verify_nbf": False},
         )
     except jwt.PyJWTError as exc:
         raise PodiumError("token_invalid", f"access token rejected: {exc}") from exc
     current = time.time() if now is None else now
+    if not all(isinstance(claims.get(k, 0), int | float) for k in ("exp", "nbf")):
+        raise PodiumError("token_invalid", "exp/nbf must be numbers")
     if claims["exp"] <= current:
         raise PodiumError("token_expired", "access token expired")
     if claims.get("nbf", 0) > current + 5:  # small allowance for clock skew
         raise PodiumError("token_invalid", "access token not valid yet")
-    return _to_access_token(claims)
+    return claims
 
 
 def _to_access_token(claims: Mapping[str, Any]) -> AccessToken:

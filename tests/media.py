@@ -1,9 +1,9 @@
-"""Real audio for tests: tone tracks to publish, FFT checks on what is received."""
+"""Real audio for tests: FFT checks on what is received (tones come from sfu.rtc.tracks)."""
 
 from __future__ import annotations
 
 import asyncio
-import fractions
+import contextlib
 import time
 
 import av
@@ -11,38 +11,12 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from sfu.rtc.tracks import ToneTrack
+
+__all__ = ["Recorder", "ToneTrack", "dominant_frequency", "record", "tone_level_db"]
+
 SAMPLE_RATE = 48_000
 FRAME = 960  # 20 ms
-
-
-class ToneTrack(MediaStreamTrack):
-    """A paced sine tone (phase-continuous), as a microphone would deliver it."""
-
-    kind = "audio"
-
-    def __init__(self, frequency: float, amplitude: float = 0.3) -> None:
-        super().__init__()
-        self.frequency = frequency
-        self.amplitude = amplitude
-        self._pts = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        delay = self._start + self._pts / SAMPLE_RATE - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        t = (np.arange(FRAME) + self._pts) / SAMPLE_RATE
-        samples = (self.amplitude * 32767 * np.sin(2 * np.pi * self.frequency * t)).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
-        self._pts += FRAME
-        return frame
 
 
 def to_mono(frame: av.AudioFrame) -> np.ndarray:
@@ -83,3 +57,28 @@ def dominant_frequency(samples: np.ndarray) -> float:
     freqs = np.fft.rfftfreq(len(samples), 1 / SAMPLE_RATE)
     spectrum[freqs < 50] = 0
     return float(freqs[int(np.argmax(spectrum))])
+
+
+class Recorder:
+    """Decodes a track continuously, stamping frames with their arrival time.
+
+    aiortc queues decoded frames until they are read, so reading a track only
+    now and then returns stale audio; this reads all the time instead.
+    """
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        self.frames: list[tuple[float, np.ndarray]] = []
+        self._task = asyncio.create_task(self._run(track))
+
+    async def _run(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.frames.append((time.monotonic(), to_mono(frame)))
+
+    def between(self, start: float, end: float) -> np.ndarray:
+        chunks = [samples for at, samples in self.frames if start <= at < end]
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+    def stop(self) -> None:
+        self._task.cancel()

@@ -6,7 +6,7 @@ from sfu.events import SlotsChanged
 from sfu.forwarder import Forwarder
 from sfu.room import Room
 from sfu.routing import RoutingTable
-from sfu.slots import assign_slots
+from sfu.slots import Ranking, assign_slots
 
 
 def forwarders(k: int = 3) -> list[Forwarder]:
@@ -96,9 +96,14 @@ def test_no_uplink_means_no_slot() -> None:
 
 
 def test_assign_slots_keeps_incumbents_in_place() -> None:
-    assert assign_slots(("b", None, "a"), ["a", "c", "b"], None) == ("b", "c", "a")
-    assert assign_slots(("b", "d", "a"), ["a", "c"], None) == ("c", None, "a")
-    assert assign_slots((None, None), ["x", "y", "z"], "x") == ("y", "z")
+    assert assign_slots(("b", None, "a"), Ranking(("a", "c", "b")), None) == ("b", "c", "a")
+    assert assign_slots(("b", "d", "a"), Ranking(("a", "c")), None) == ("c", None, "a")
+    assert assign_slots((None, None), Ranking(("x", "y", "z")), "x") == ("y", "z")
+
+
+def test_keep_only_producers_keep_their_slot_but_take_no_other() -> None:
+    ranking = Ranking(("a", "b", "c"), keep_only=frozenset({"b", "c"}))
+    assert assign_slots(("c", None, None), ranking, None) == ("c", "a", None)
 
 
 def test_routing_table_snapshot_is_immutable() -> None:

@@ -18,12 +18,14 @@ from typing import Any
 
 from aiortc.rtp import RtpPacket
 
+from sfu.activity import ActivityObserver
 from sfu.config import MediaConfig
 from sfu.events import RouterEvent
 from sfu.room import Room
+from sfu.rtc.levels import PcmDecoder
 from sfu.rtc.peer import MediaPeer, NegotiationError
 from sfu.rtc.setup import rtc_configuration
-from sfu.slots import SlotPolicy
+from sfu.slots import ArrivalOrderPolicy, LoudestPolicy, SlotPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +40,21 @@ class MediaRoom:
         config: MediaConfig,
         on_event: EventHandler,
         on_peer_lost: PeerLostHandler,
-        policy: SlotPolicy | None = None,
     ) -> None:
-        self.room = Room(room_id, policy)
+        policy: SlotPolicy = (
+            LoudestPolicy(hold=config.speaker_hold)
+            if config.slot_policy == "loudest"
+            else ArrivalOrderPolicy()
+        )
+        observer = ActivityObserver(speaking_interval=config.speaking_interval)
+        self.room = Room(room_id, policy, observer)
         self.config = config
         self.peers: dict[str, MediaPeer] = {}
         self.stats: Counter[str] = Counter()
+        self._decoders: dict[str, PcmDecoder] = {}
         self._on_event = on_event
         self._on_peer_lost = on_peer_lost
-        self._sr_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     # -- membership (called by the session layer) ------------------------
     def join(self, participant_id: str, may_publish: bool) -> None:
@@ -79,8 +87,13 @@ class MediaRoom:
         self.room.attach_slots(participant_id, negotiated.forwarders, now)
         self.room.set_uplink(participant_id, negotiated.has_uplink, now)
         self._deliver()
-        if self._sr_task is None:
-            self._sr_task = asyncio.create_task(self._sender_reports())
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._every(self.config.tick_interval, self._tick)),
+                asyncio.create_task(
+                    self._every(self.config.sender_report_interval, self._sender_reports)
+                ),
+            ]
         return negotiated.answer_sdp
 
     def set_publish_allowed(self, participant_id: str, allowed: bool) -> None:
@@ -93,17 +106,18 @@ class MediaRoom:
 
     async def leave(self, participant_id: str) -> None:
         self.room.leave(participant_id, time.monotonic())
+        self._decoders.pop(participant_id, None)
         self._deliver()
         await self._close_peer(participant_id)
 
     async def close(self) -> None:
         for pid in list(self.room.participants):
             await self.leave(pid)
-        if self._sr_task is not None:
-            self._sr_task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sr_task
-            self._sr_task = None
+                await task
+        self._tasks = []
 
     # -- packet path -----------------------------------------------------
     async def _forward(self, participant_id: str, packet: RtpPacket) -> None:
@@ -112,6 +126,8 @@ class MediaRoom:
         payload = packet.payload
         now = time.monotonic()
         targets = self.room.on_rtp(participant_id, level, len(payload), now)
+        if level is None and payload and self.room.wants_pcm(participant_id):
+            self._decode_for_levels(participant_id, payload, now)
         if not targets:
             return
         seq, ts, marker = packet.sequence_number, packet.timestamp, bool(packet.marker)
@@ -135,6 +151,16 @@ class MediaRoom:
         if failed:
             self.room.dropped["send_error"] += failed
 
+    def _decode_for_levels(self, participant_id: str, payload: bytes, now: float) -> None:
+        """Level fallback for clients that send no RFC 6464 extension: decode once, measure."""
+        decoder = self._decoders.get(participant_id)
+        if decoder is None:
+            decoder = self._decoders[participant_id] = PcmDecoder()
+        samples = decoder.decode(payload)
+        if samples is not None:
+            self.stats["pcm_decoded"] += 1
+            self.room.on_pcm(participant_id, samples, now)
+
     # -- internals -------------------------------------------------------
     def _deliver(self) -> None:
         while (event := self.room.next_event()) is not None:
@@ -146,7 +172,7 @@ class MediaRoom:
         if peer is None or participant is None:
             return
         if state == "connected":
-            for consumer, sink in zip(participant.consumers, peer.sinks(), strict=True):
+            for consumer, sink in zip(participant.consumers, peer.attach_transport(), strict=True):
                 consumer.sink = sink
         elif state in ("failed", "closed"):
             await self._on_peer_lost(participant_id, state)
@@ -156,15 +182,23 @@ class MediaRoom:
         if peer is not None:
             await peer.close()
 
-    async def _sender_reports(self) -> None:
+    @staticmethod
+    async def _every(interval: float, job: Callable[[], None]) -> None:
         while True:
-            await asyncio.sleep(self.config.sender_report_interval)
-            now = time.monotonic()
-            for peer in list(self.peers.values()):
-                try:
-                    peer.sync_sender_reports(now)
-                except Exception:  # never let one peer stop reports for the room
-                    logger.exception("sender report sync failed for %s", peer.participant_id)
+            await asyncio.sleep(interval)
+            try:
+                job()
+            except Exception:  # a periodic job must survive one bad round
+                logger.exception("periodic media job failed")
+
+    def _tick(self) -> None:
+        self.room.tick(time.monotonic())
+        self._deliver()
+
+    def _sender_reports(self) -> None:
+        now = time.monotonic()
+        for peer in list(self.peers.values()):
+            peer.send_sender_reports(now)
 
     def dump(self) -> dict[str, Any]:
         data = self.room.dump()

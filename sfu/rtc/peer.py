@@ -8,6 +8,8 @@ core and changes with no SDP at all: the slot's SSRC stays, its source moves.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from aiortc import (
 )
 from aiortc.clock import current_ntp_time
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
 from sfu.consumer import Sink
 from sfu.forwarder import Forwarder
@@ -63,6 +67,9 @@ class MediaPeer:
         self._on_rtp = on_rtp
         self._on_state = on_state
         self._slots: list[tuple[RTCRtpTransceiver, Forwarder]] = []
+        self._rtcp_sink: Sink | None = None
+        self._reported: dict[int, int] = {}
+        self._cname = f"podium-{participant_id}"
         self.pc.on("connectionstatechange", self._state_changed)
 
     @property
@@ -89,6 +96,7 @@ class MediaPeer:
             elif offered == "sendonly" and len(self._slots) < max_slots:
                 transceiver.direction = "sendonly"
                 transceiver.sender.replaceTrack(ParkedTrack())  # never released
+                _park_rtcp(transceiver.sender)
                 self._slots.append((transceiver, self._forwarder(transceiver)))
             else:
                 transceiver.direction = "inactive"
@@ -111,22 +119,42 @@ class MediaPeer:
             initial_timestamp=random.getrandbits(32),
         )
 
-    def sinks(self) -> list[Sink]:
-        """Egress writers for each slot: SRTP-protect and ``sendto`` on the nominated pair."""
-        result: list[Sink] = []
-        for transceiver, _ in self._slots:
-            result.append(_make_sink(transceiver.sender.transport))
-        return result
+    def attach_transport(self) -> list[Sink]:
+        """Once connected: egress writers for each slot (SRTP protect + sendto, no task)."""
+        sinks = [_make_sink(t.sender.transport, rtcp=False) for t, _ in self._slots]
+        if self._slots:
+            self._rtcp_sink = _make_sink(self._slots[0][0].sender.transport, rtcp=True)
+        return sinks
 
-    def sync_sender_reports(self, now: float) -> None:
-        """Make each slot sender's RTCP SR describe what we actually forwarded."""
+    def send_sender_reports(self, now: float) -> None:
+        """One compound RTCP packet: an SR for each slot that forwarded since the last one.
+
+        Replaces aiortc's loop of one SR per slot per second, which costs as
+        much again as forwarding when a room is quiet.
+        """
+        if self._rtcp_sink is None:
+            return
         ntp = current_ntp_time()
-        for transceiver, fwd in self._slots:
-            sender = transceiver.sender
-            sender._RTCRtpSender__packet_count = fwd.packets  # type: ignore[attr-defined]
-            sender._RTCRtpSender__octet_count = fwd.octets  # type: ignore[attr-defined]
-            sender._RTCRtpSender__rtp_timestamp = fwd.rtp_timestamp_at(now)  # type: ignore[attr-defined]
-            sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+        reports: list[RtcpSrPacket] = []
+        for _, fwd in self._slots:
+            if self._reported.get(fwd.ssrc) == fwd.packets:
+                continue
+            self._reported[fwd.ssrc] = fwd.packets
+            info = RtcpSenderInfo(
+                ntp_timestamp=ntp,
+                rtp_timestamp=fwd.rtp_timestamp_at(now),
+                packet_count=fwd.packets & 0xFFFFFFFF,
+                octet_count=fwd.octets & 0xFFFFFFFF,
+            )
+            reports.append(RtcpSrPacket(ssrc=fwd.ssrc, sender_info=info))
+        if not reports:
+            return
+        cname = self._cname.encode()
+        sdes = RtcpSdesPacket(
+            chunks=[RtcpSourceInfo(ssrc=r.ssrc, items=[(1, cname)]) for r in reports]
+        )
+        with contextlib.suppress(Exception):  # a transport that just died: nothing to report
+            self._rtcp_sink(b"".join(bytes(r) for r in reports) + bytes(sdes))
 
     async def _state_changed(self) -> None:
         await self._on_state(self.connection_state)
@@ -135,9 +163,9 @@ class MediaPeer:
         await self.pc.close()
 
 
-def _make_sink(dtls: RTCDtlsTransport) -> Sink:
+def _make_sink(dtls: RTCDtlsTransport, rtcp: bool) -> Sink:
     pair = dtls.transport._connection._nominated[1]
-    protect = dtls._tx_srtp.protect
+    protect = dtls._tx_srtp.protect_rtcp if rtcp else dtls._tx_srtp.protect
     sendto = pair.protocol.transport.sendto
     addr = pair.remote_addr
 
@@ -145,3 +173,18 @@ def _make_sink(dtls: RTCDtlsTransport) -> Sink:
         sendto(protect(data), addr)
 
     return sink
+
+
+def _park_rtcp(sender: RTCRtpSender) -> None:
+    """Keep aiortc's per-sender RTCP loop idle; ``send_sender_reports`` does its job."""
+    started: asyncio.Event = sender._RTCRtpSender__rtcp_started  # type: ignore[attr-defined]
+    exited: asyncio.Event = sender._RTCRtpSender__rtcp_exited  # type: ignore[attr-defined]
+
+    async def parked() -> None:
+        started.set()
+        try:
+            await asyncio.get_running_loop().create_future()  # until stop() cancels it
+        finally:
+            exited.set()
+
+    sender._run_rtcp = parked  # type: ignore[method-assign]

@@ -60,15 +60,21 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "aiortc.rtcrtpsender",
         "RTCRtpSender",
-        "__packet_count",
-        "keep RTCP sender reports truthful",
+        "_run_rtcp",
+        "replace per-slot RTCP loops with one report per peer",
+    ),
+    Requirement(
+        "aiortc.rtcrtpsender",
+        "RTCRtpSender",
+        "__rtcp_started",
+        "park a slot sender's RTCP loop",
         instance=True,
     ),
     Requirement(
         "aiortc.rtcrtpsender",
         "RTCRtpSender",
-        "__rtp_timestamp",
-        "keep RTCP sender reports truthful",
+        "__rtcp_exited",
+        "park a slot sender's RTCP loop",
         instance=True,
     ),
     Requirement(

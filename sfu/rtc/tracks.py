@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import time
 from collections.abc import Awaitable, Callable
 
 import av
@@ -17,6 +18,7 @@ from aiortc.rtp import RtpPacket
 from sfu.rtp import OPUS_CLOCK_RATE
 
 RtpHandler = Callable[[RtpPacket], Awaitable[None]]
+_FRAME = OPUS_CLOCK_RATE // 50  # 20 ms
 
 
 def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
@@ -72,7 +74,7 @@ class ParkedTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         frame = av.AudioFrame.from_ndarray(
-            np.zeros((1, OPUS_CLOCK_RATE // 50), dtype=np.int16), format="s16", layout="mono"
+            np.zeros((1, _FRAME), dtype=np.int16), format="s16", layout="mono"
         )
         frame.sample_rate = OPUS_CLOCK_RATE
         frame.pts = 0
@@ -83,3 +85,59 @@ class ParkedTrack(MediaStreamTrack):
         if not self._wake.done():
             self._wake.cancel()
         super().stop()
+
+
+class ToneTrack(MediaStreamTrack):
+    """A paced, phase-continuous sine, as a microphone delivers it (for bots, tests, load).
+
+    ``talk`` optionally says when to sound, as (start, end) seconds after
+    ``epoch`` (a ``time.monotonic()`` value; silent until one is set), so
+    several tracks can follow one script; inside those spans the tone is cut
+    into ~200 ms syllables with quieter gaps, as speech looks to a level
+    detector.
+    """
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        frequency: float,
+        amplitude: float = 0.3,
+        talk: tuple[tuple[float, float], ...] | None = None,
+    ) -> None:
+        super().__init__()
+        self.frequency = frequency
+        self.amplitude = amplitude
+        self.talk = talk
+        self.epoch: float | None = None
+        self.started: float | None = None
+        self._pts = 0
+
+    def _gain(self, at: float) -> float:
+        if self.talk is None:
+            return 1.0
+        if self.epoch is None:
+            return 0.0
+        t = at - self.epoch
+        if not any(start <= t < end for start, end in self.talk):
+            return 0.0
+        return 1.0 if (t * 5) % 1.0 < 0.7 else 0.05
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self.started is None:
+            self.started = time.monotonic()
+        t0 = self._pts / OPUS_CLOCK_RATE
+        delay = self.started + t0 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = (np.arange(_FRAME) + self._pts) / OPUS_CLOCK_RATE
+        gain = self.amplitude * self._gain(self.started + t0) * 32767
+        samples = (gain * np.sin(2 * np.pi * self.frequency * t)).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = OPUS_CLOCK_RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, OPUS_CLOCK_RATE)
+        self._pts += _FRAME
+        return frame

@@ -1,0 +1,498 @@
+"""The server API: what a platform's backend calls over HTTP, under ``/v1``.
+
+Every call carries ``Authorization: Bearer <admin token>`` (``tokens.mint_admin_token``),
+granting one room or all (``*``). Checks run in a fixed order, so that an
+unauthenticated caller learns nothing: credentials (401), the token's scope
+(403), the request's fields (400), the room and participant (404), then the
+state (409). Every error is ``{"error": {"code", "message"[, "field"]}}``.
+
+Changes go through the same Stage requests and ``Room.apply`` as a moderator's
+WebSocket requests (``Stage.server_*``), so clients, media and webhooks see an
+API call exactly as they see the moderator action; the only difference is
+``by: ""``, the platform. ``signaling.openapi`` describes all of this and is
+served at ``/openapi.json``; keep the two in step (the tests hold them to it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from aiohttp import web
+
+from signaling.config import RoomSettings
+from signaling.errors import PodiumError
+from signaling.openapi import spec
+from signaling.participant import identity_of
+from signaling.roles import Role
+from signaling.session import attendance_info
+from signaling.stage import Member, StageEvent
+from signaling.tokens import MAX_IDENTITY_LENGTH, AccessToken, AdminGrant, verify_admin_token
+from signaling.views import participant_view, room_view
+
+if TYPE_CHECKING:
+    from signaling.room import Room
+    from signaling.server import PodiumServer
+
+logger = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 128
+NAME_PATTERN = re.compile(r"[^/\x00-\x1f\x7f]+")
+MAX_METADATA_BYTES = 16 * 1024
+MAX_TEXT_LENGTH = 2000
+MAX_REASON_LENGTH = 200
+MAX_PAGE_SIZE = 100
+MEDIA_MODES = ("forward",)  # "mix" once the mixer is in
+LIMITS = {
+    "max_participants": (1, 100_000),
+    "max_speakers": (1, 100),
+    "empty_timeout": (1.0, 7 * 24 * 3600.0),
+}
+DEFAULT_EMPTY_TIMEOUT = 300.0
+
+# Stage refusals, as HTTP.
+_STATUS = {
+    "no_such_participant": (404, "participant_not_found"),
+    "not_in_room": (404, "participant_not_found"),
+    "room_ended": (404, "room_not_found"),
+    "invalid_request": (400, "invalid_request"),
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(status, code, message, field)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+    def response(self) -> web.Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="podium"'} if self.status == 401 else None
+        return error_response(self.status, self.code, self.message, self.field, headers)
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    error = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return web.json_response({"error": error}, status=status, headers=headers)
+
+
+def _bad(field: str, message: str) -> NoReturn:
+    raise ApiError(400, "invalid_request", f"{field}: {message}", field)
+
+
+def _is_api(path: str) -> bool:
+    return path == "/openapi.json" or path == "/v1" or path.startswith("/v1/")
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """API paths answer every failure in the documented JSON shape, 404s and 405s included."""
+    if not _is_api(request.path):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(
+            exc.status, code.get(exc.status, "http_error"), exc.reason, headers=allow
+        )
+    except Exception:
+        logger.exception("server API: %s %s failed", request.method, request.path)
+        return error_response(500, "internal_error", "the server failed to handle this request")
+
+
+class _Body:
+    """A JSON object body, checked field by field; every refusal names its field."""
+
+    def __init__(self, data: Any, allowed: tuple[str, ...]) -> None:
+        if not isinstance(data, dict):
+            _bad("body", "must be a JSON object")
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            _bad(unknown[0], "unknown field")
+        self.data: dict[str, Any] = data
+
+    def string(self, name: str, *, max_length: int, required: bool = False) -> str | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            _bad(name, "must be a string")
+        if not 0 < len(value) <= max_length:
+            _bad(name, f"must be 1 to {max_length} characters")
+        return value
+
+    def name(self, name: str, *, required: bool = False) -> str | None:
+        value = self.string(name, max_length=MAX_NAME_LENGTH, required=required)
+        if value is not None and not NAME_PATTERN.fullmatch(value):
+            _bad(name, "must not contain '/' or control characters")
+        return value
+
+    def number(self, name: str, low: float, high: float, *, integer: bool = False) -> float | None:
+        value = self._get(name, False)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _bad(name, "must be a number")
+        if integer and not (isinstance(value, int) or value.is_integer()):
+            _bad(name, "must be an integer")
+        if not low <= value <= high:
+            _bad(name, f"must be between {low:g} and {high:g}")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        value = self._get(name, False)
+        if value is not None and value not in choices:
+            _bad(name, f"must be one of {', '.join(choices)}")
+        return value
+
+    def obj(self, name: str) -> dict[str, Any] | None:
+        value = self._get(name, False)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            _bad(name, "must be a JSON object")
+        if len(json.dumps(value)) > MAX_METADATA_BYTES:
+            _bad(name, f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
+        return value
+
+    def _get(self, name: str, required: bool) -> Any:
+        if name not in self.data:
+            if required:
+                _bad(name, "is required")
+            return None
+        value = self.data[name]
+        if value is None:
+            _bad(name, "must not be null (leave it out instead)")
+        return value
+
+
+def _no_constants(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _read_body(request: web.Request, allowed: tuple[str, ...]) -> _Body:
+    raw = await request.read()  # over client_max_size: 413
+    if not raw.strip():
+        return _Body({}, allowed)
+    try:
+        data = json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        _bad("body", f"not valid JSON ({exc})")
+    return _Body(data, allowed)
+
+
+def _query_int(request: web.Request, name: str, low: int, high: int, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        _bad(name, "must be an integer")
+    if not low <= value <= high:
+        _bad(name, f"must be between {low} and {high}")
+    return value
+
+
+def _encode_cursor(key: tuple[float, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        joined_at, identity = json.loads(raw)
+        if isinstance(joined_at, bool) or not isinstance(joined_at, int | float):
+            raise ValueError
+        if not isinstance(identity, str):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, RecursionError):
+        _bad("cursor", "malformed; pass back a next_cursor unchanged")
+    return float(joined_at), identity
+
+
+def _stage_call(call: Callable[[], StageEvent]) -> StageEvent:
+    """A Stage refusal as an ApiError; the Stage has changed nothing."""
+    try:
+        return call()
+    except PodiumError as error:
+        status, code = _STATUS.get(error.code, (409, error.code))
+        raise ApiError(status, code, error.message) from error
+
+
+class ServerApi:
+    """Routes of the server API over one PodiumServer's room registry."""
+
+    def __init__(self, server: PodiumServer) -> None:
+        self.server = server
+        self._spec = spec()
+
+    def install(self, app: web.Application) -> None:
+        app.middlewares.append(json_errors)
+        room = "/v1/rooms/{room}"
+        participant = room + "/participants/{identity}"
+        app.add_routes(
+            [
+                web.get("/openapi.json", self._openapi, allow_head=False),
+                web.post("/v1/rooms", self._create_room),
+                web.get("/v1/rooms", self._list_rooms, allow_head=False),
+                web.get(room, self._get_room, allow_head=False),
+                web.delete(room, self._end_room),
+                web.get(room + "/participants", self._list_participants, allow_head=False),
+                web.get(participant, self._get_participant, allow_head=False),
+                web.patch(participant, self._update_participant),
+                web.delete(participant, self._remove_participant),
+                web.post(participant + "/mute", self._mute_participant),
+                web.post(room + "/messages", self._send_message),
+                web.get(room + "/attendance", self._attendance, allow_head=False),
+            ]
+        )
+
+    # -- checks, in order ---------------------------------------------------
+    def _authenticate(self, request: web.Request) -> AdminGrant:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "token_invalid", "send Authorization: Bearer <admin token>")
+        try:
+            return verify_admin_token(token.strip(), self.server.config.api_keys)
+        except PodiumError as error:
+            raise ApiError(
+                403 if error.code == "not_permitted" else 401, error.code, error.message
+            ) from error
+
+    def _authorize(self, request: web.Request, room: str, grant: AdminGrant | None = None) -> None:
+        grant = grant or self._authenticate(request)
+        if not grant.allows(room):
+            raise ApiError(403, "not_permitted", f"this token administers room {grant.room!r} only")
+
+    def _room(self, name: str) -> Room:
+        room = self.server.rooms.get(name)
+        if room is None or room.stage.ended:
+            raise ApiError(404, "room_not_found", f"no room {name!r}")
+        return room
+
+    def _member(self, room: Room, identity: str) -> Member:
+        if identity not in room.stage:
+            raise ApiError(
+                404, "participant_not_found", f"{identity!r} is not in room {room.name!r}"
+            )
+        return room.stage.member(identity)
+
+    def _target(self, request: web.Request) -> tuple[Room, Member]:
+        room = self._room(request.match_info["room"])
+        return room, self._member(room, request.match_info["identity"])
+
+    def _participant(self, room: Room, identity: str) -> web.Response:
+        member = room.stage.member(identity)
+        return web.json_response(participant_view(room, member, room.stage.hand_queue()))
+
+    # -- rooms --------------------------------------------------------------
+    async def _openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(self._spec)
+
+    async def _create_room(self, request: web.Request) -> web.Response:
+        grant = self._authenticate(request)
+        body = await _read_body(
+            request,
+            ("name", "max_participants", "max_speakers", "media_mode", "empty_timeout", "metadata"),
+        )
+        name = body.name("name", required=True)
+        assert name is not None
+        self._authorize(request, name, grant)
+        defaults = self.server.config.room
+        max_participants = body.number(
+            "max_participants", *LIMITS["max_participants"], integer=True
+        )
+        max_speakers = body.number("max_speakers", *LIMITS["max_speakers"], integer=True)
+        media_mode = body.choice("media_mode", (*MEDIA_MODES, "mix"))
+        if media_mode == "mix":
+            _bad("media_mode", "'mix' is not available yet (mixing is not in); use 'forward'")
+        empty_timeout = body.number("empty_timeout", *LIMITS["empty_timeout"])
+        metadata = body.obj("metadata")
+        stage = replace(
+            defaults.stage,
+            max_participants=int(max_participants or defaults.stage.max_participants),
+            max_on_stage=int(max_speakers or defaults.stage.max_on_stage),
+        )
+        settings = RoomSettings(
+            stage=stage,
+            chat=defaults.chat,
+            attendees=defaults.attendees,
+            empty_timeout=float(empty_timeout or DEFAULT_EMPTY_TIMEOUT),
+            media_mode=media_mode or "forward",
+            metadata=metadata or {},
+        )
+        existing = self.server.rooms.get(name)
+        if existing is not None and not existing.stage.ended:
+            if existing.settings != settings:
+                raise ApiError(
+                    409, "room_exists", f"room {name!r} exists with other settings", "name"
+                )
+            return web.json_response(room_view(existing), status=200)  # a retried create
+        room = await self.server.create_room(name, settings)
+        return web.json_response(room_view(room), status=201)
+
+    async def _list_rooms(self, request: web.Request) -> web.Response:
+        grant = self._authenticate(request)
+        limit = _query_int(request, "limit", 1, MAX_PAGE_SIZE, 50)
+        after = request.query.get("cursor")
+        names = sorted(
+            name
+            for name, room in self.server.rooms.items()
+            if grant.allows(name) and not room.stage.ended and (after is None or name > after)
+        )
+        page = names[:limit]
+        return web.json_response(
+            {
+                "rooms": [room_view(self.server.rooms[name]) for name in page],
+                "next_cursor": page[-1] if len(names) > limit else None,
+            }
+        )
+
+    async def _get_room(self, request: web.Request) -> web.Response:
+        self._authorize(request, request.match_info["room"])
+        return web.json_response(room_view(self._room(request.match_info["room"])))
+
+    async def _end_room(self, request: web.Request) -> web.Response:
+        self._authorize(request, request.match_info["room"])
+        room = self._room(request.match_info["room"])
+        now = time.time()
+        room.apply(_stage_call(lambda: room.stage.server_end_room(now)), now)
+        if not room.participants:  # nobody to wait for: release it now
+            await self.server.release_if_empty(room)
+        return web.Response(status=204)
+
+    async def _attendance(self, request: web.Request) -> web.Response:
+        self._authorize(request, request.match_info["room"])
+        room = self._room(request.match_info["room"])
+        records = [attendance_info(r) for r in room.stage.attendance()]
+        return web.json_response({"room": room.name, "records": records})
+
+    async def _send_message(self, request: web.Request) -> web.Response:
+        self._authorize(request, request.match_info["room"])
+        body = await _read_body(request, ("text", "data", "to"))
+        text = body.string("text", max_length=MAX_TEXT_LENGTH)
+        data = body.obj("data")
+        to = body.string("to", max_length=MAX_IDENTITY_LENGTH)
+        if text is None and data is None:
+            _bad("text", "give text, data or both")
+        room = self._room(request.match_info["room"])
+        message = {"text": text, "data": data, "at": time.time(), "private": to is not None}
+        if to is None:
+            recipients = len(room.participants)
+            room.broadcast("server_message", message)
+        else:
+            if to not in room.participants:
+                raise ApiError(404, "participant_not_found", f"{to!r} is not in room {room.name!r}")
+            recipients = 1
+            room.send(to, "server_message", message)
+        return web.json_response({"recipients": recipients})
+
+    # -- participants -------------------------------------------------------
+    async def _list_participants(self, request: web.Request) -> web.Response:
+        self._authorize(request, request.match_info["room"])
+        role_name = request.query.get("role")
+        if role_name is not None and role_name not in tuple(Role):
+            _bad("role", f"must be one of {', '.join(Role)}")
+        role = Role(role_name) if role_name is not None else None
+        limit = _query_int(request, "limit", 1, MAX_PAGE_SIZE, 50)
+        cursor = request.query.get("cursor")
+        after = _decode_cursor(cursor) if cursor is not None else None
+        room = self._room(request.match_info["room"])
+        matching = sorted(
+            (m for m in room.stage.members() if role is None or m.role is role),
+            key=lambda m: (m.joined_at, m.id),
+        )
+        rest = matching if after is None else [m for m in matching if (m.joined_at, m.id) > after]
+        page = rest[:limit]
+        hands = set(room.stage.hand_queue())
+        return web.json_response(
+            {
+                "participants": [participant_view(room, m, hands) for m in page],
+                "next_cursor": (
+                    _encode_cursor((page[-1].joined_at, page[-1].id)) if len(rest) > limit else None
+                ),
+                "total": len(matching),
+            }
+        )
+
+    async def _get_participant(self, request: web.Request) -> web.Response:
+        self._authorize(request, request.match_info["room"])
+        room, member = self._target(request)
+        return self._participant(room, member.id)
+
+    async def _update_participant(self, request: web.Request) -> web.Response:
+        self._authorize(request, request.match_info["room"])
+        body = await _read_body(request, ("role", "name", "metadata"))
+        role_name = body.choice("role", tuple(Role))
+        name = body.string("name", max_length=MAX_NAME_LENGTH)
+        metadata = body.obj("metadata")
+        room, member = self._target(request)
+        now = time.time()
+        if role_name is not None and Role(role_name) is not member.role:
+            role = Role(role_name)
+            room.apply(_stage_call(lambda: room.stage.server_set_role(member.id, role, now)), now)
+        if name is not None or metadata is not None:
+            current = room.stage.member(member.id)
+            participant = room.participants.get(member.id)
+            if metadata is None:
+                metadata = dict(participant.metadata) if participant is not None else {}
+            elif participant is not None:
+                participant.metadata = metadata
+            token = AccessToken(
+                member.id, room.name, current.role, name or current.identity.name, metadata
+            )
+            identity = identity_of(token)
+            room.apply(
+                _stage_call(lambda: room.stage.server_set_profile(member.id, identity, now)), now
+            )
+        return self._participant(room, member.id)
+
+    async def _mute_participant(self, request: web.Request) -> web.Response:
+        self._authorize(request, request.match_info["room"])
+        room, member = self._target(request)
+        if not member.muted:  # muting the muted changes nothing: a retry is harmless
+            now = time.time()
+            room.apply(_stage_call(lambda: room.stage.server_mute(member.id, now)), now)
+        return self._participant(room, member.id)
+
+    async def _remove_participant(self, request: web.Request) -> web.Response:
+        self._authorize(request, request.match_info["room"])
+        ban_text = request.query.get("ban", "false")
+        if ban_text not in ("true", "false"):
+            _bad("ban", "must be true or false")
+        reason = request.query.get("reason", "")
+        if len(reason) > MAX_REASON_LENGTH:
+            _bad("reason", f"must be at most {MAX_REASON_LENGTH} characters")
+        room, member = self._target(request)
+        now = time.time()
+        room.apply(
+            _stage_call(
+                lambda: room.stage.server_remove(
+                    member.id, now, ban=ban_text == "true", reason=reason
+                )
+            ),
+            now,
+        )
+        return web.Response(status=204)

@@ -1,0 +1,594 @@
+// Podium browser SDK: join an audio room, publish the microphone, receive the slots.
+//
+// An ES module with no dependencies and no build step. It mirrors the Python
+// client (signaling/client.py) and speaks the protocol in docs/protocol.md:
+//
+//   import { PodiumClient } from "/static/podium.js";
+//   const client = await PodiumClient.connect("ws://127.0.0.1:7880/rtc", token);
+//   client.attachAudio();                        // play every slot
+//   client.on("slots", ({ slots }) => ...);      // who is in which slot
+//   await client.raiseHand();
+//   ...
+//   await client.leave();
+
+export const VERSION = "0.1.0";
+
+const DEFAULT_TIMEOUT = 10_000; // ms, like the Python client's 10 s
+const STAGE_ROLES = new Set(["host", "moderator", "speaker"]);
+
+/** A request the server refused: `code` is the protocol error code (docs/protocol.md). */
+export class PodiumError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "PodiumError";
+    this.code = code;
+  }
+}
+
+/** Whether a role is on stage (allowed to publish audio). */
+export function isOnStage(role) {
+  return STAGE_ROLES.has(role);
+}
+
+/** One receive slot: a fixed track whose speaker changes without renegotiation. */
+export class Slot {
+  constructor(index, receiver) {
+    this.index = index;
+    this.receiver = receiver;
+    this.track = receiver.track;
+    this.stream = new MediaStream([receiver.track]);
+    /** The identity whose audio the slot carries now, or null. */
+    this.participant = null;
+    /** Every participant the slot has carried, in order (null = emptied). */
+    this.history = [];
+    this._lastRtpTimestamp = null;
+  }
+
+  /**
+   * The level (0..1, linear) of the audio arriving right now, from the RFC 6464
+   * audio-level header extension the server forwards (getSynchronizationSources);
+   * 0 when no packet arrived in the last `maxAge` ms (silence, DTX or an empty slot).
+   */
+  level(maxAge = 500) {
+    const sources = this.receiver.getSynchronizationSources?.() ?? [];
+    let best = null;
+    for (const source of sources) {
+      if (best === null || source.timestamp > best.timestamp) best = source;
+    }
+    if (best === null) return 0;
+    // The spec'd (and Chrome's) clock is performance.timeOrigin + performance.now().
+    const age = performance.timeOrigin + performance.now() - best.timestamp;
+    let fresh = age <= maxAge;
+    if (Math.abs(age) > 86_400_000) {
+      // Some other clock: fall back to "a new packet since the previous call".
+      fresh = best.rtpTimestamp !== this._lastRtpTimestamp;
+    }
+    this._lastRtpTimestamp = best.rtpTimestamp;
+    return fresh ? (best.audioLevel ?? 0) : 0;
+  }
+}
+
+/** Opens the WebSocket; rejects on error or after `timeout` ms. */
+function openSocket(url, timeout) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const timer = setTimeout(() => {
+      ws.close();
+      reject(new Error(`could not connect to ${url} within ${timeout} ms`));
+    }, timeout);
+    ws.addEventListener("open", () => {
+      clearTimeout(timer);
+      resolve(ws);
+    }, { once: true });
+    ws.addEventListener("error", () => {
+      clearTimeout(timer);
+      reject(new Error(`could not connect to ${url}`));
+    }, { once: true });
+  });
+}
+
+/** Resolves once ICE gathering completed, or after `timeout` ms (whatever was gathered is sent). */
+function gatheringDone(pc, timeout) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== "complete") return;
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", done);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      pc.removeEventListener("icegatheringstatechange", done);
+      resolve();
+    }, timeout);
+    pc.addEventListener("icegatheringstatechange", done);
+  });
+}
+
+/**
+ * Drops mDNS (`<uuid>.local`) host candidates from an SDP: the server cannot resolve
+ * them (it learns Chrome's address from its connectivity checks instead, as a
+ * peer-reflexive candidate), and trying to costs aiortc a 1 s stall.
+ */
+export function withoutMdnsCandidates(sdp) {
+  return sdp
+    .split("\r\n")
+    .filter((line) => !/^a=candidate:\S+ \d+ \S+ \d+ \S+\.local /i.test(line))
+    .join("\r\n");
+}
+
+export class PodiumClient {
+  /** Use `PodiumClient.connect`. */
+  constructor(ws) {
+    this.ws = ws;
+    /** The RTCPeerConnection (null for a signaling-only client). */
+    this.pc = null;
+    /** The join response: participant, room, stage, attendees, chat, slots, ice_servers. */
+    this.joinInfo = {};
+    /** The receive slots, in m-line order. */
+    this.slots = [];
+    /** Why the connection closed (a `disconnected` reason), or null while open. */
+    this.closedReason = null;
+    /** The published microphone track, if any. */
+    this.microphone = null;
+    /** Your role (kept up to date from `role_changed`). */
+    this.role = null;
+    /** Whether you are muted on stage (kept up to date from `muted`/`role_changed`). */
+    this.muted = false;
+    this._layout = [];
+    this._ids = 0;
+    this._pending = new Map();
+    this._handlers = new Map();
+    this._waiters = new Set();
+    this._ownsMicrophone = false;
+    this.closed = new Promise((resolve) => (this._resolveClosed = resolve));
+    ws.addEventListener("message", (message) => this._dispatch(message.data));
+    ws.addEventListener("close", () => this._closedSocket());
+  }
+
+  // -- connecting ------------------------------------------------------------
+
+  /**
+   * Join with `token` and (unless `media: false`) negotiate media.
+   *
+   * options:
+   * - `publish`: a MediaStreamTrack or MediaStream to send, or `true` to open the
+   *   microphone now (getUserMedia); default none (publish later with `publish()`).
+   * - `audio`: getUserMedia audio constraints used by `publish: true` / `publishMicrophone()`.
+   * - `room`: if set, must equal the token's room.
+   * - `media`: false for a signaling-only client.
+   * - `timeout`: ms for each request (default 10000).
+   * - `gatherTimeout`: ms to wait for ICE gathering before offering (default 3000).
+   * - `rtcConfiguration`: merged into the RTCPeerConnection configuration.
+   */
+  static async connect(url, token, options = {}) {
+    const timeout = options.timeout ?? DEFAULT_TIMEOUT;
+    const ws = await openSocket(url, timeout);
+    const client = new PodiumClient(ws);
+    try {
+      const join = { token };
+      if (options.room != null) join.room = options.room;
+      client.joinInfo = await client.request("join", join, { timeout });
+      client.role = client.joinInfo.participant?.role ?? "listener";
+      const me = client.identity;
+      const seat = (client.joinInfo.stage?.speakers ?? []).find((s) => s.identity === me);
+      client.muted = Boolean(seat?.muted);
+      if (options.media !== false) await client._negotiate(options, timeout);
+    } catch (error) {
+      client.close();
+      throw error;
+    }
+    return client;
+  }
+
+  /** Your identity. */
+  get identity() {
+    return this.joinInfo.participant?.identity ?? null;
+  }
+
+  async _negotiate(options, timeout) {
+    const iceServers = (this.joinInfo.ice_servers ?? []).map((s) => ({ ...s }));
+    const pc = (this.pc = new RTCPeerConnection({
+      iceServers,
+      bundlePolicy: "max-bundle",
+      rtcpMuxPolicy: "require",
+      ...(options.rtcConfiguration ?? {}),
+    }));
+    let track = null;
+    if (options.publish === true) {
+      track = await this._openMicrophone(options.audio);
+    } else if (options.publish instanceof MediaStream) {
+      track = options.publish.getAudioTracks()[0] ?? null;
+    } else if (options.publish) {
+      track = options.publish;
+    }
+    // The uplink m-line is always offered, so a later promotion needs no SDP.
+    pc.addTransceiver(track ?? "audio", { direction: "sendonly" });
+    if (track) {
+      this._ownsMicrophone = options.publish === true;
+      this._setMicrophone(track);
+    }
+    const count = Number(this.joinInfo.slots ?? 0);
+    const receivers = [];
+    for (let i = 0; i < count; i++) {
+      receivers.push(pc.addTransceiver("audio", { direction: "recvonly" }).receiver);
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    await gatheringDone(pc, options.gatherTimeout ?? 3000);
+    const offer = withoutMdnsCandidates(pc.localDescription.sdp);
+    const answer = await this.request("offer", { sdp: offer }, { timeout });
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    this.slots = receivers.map((receiver, index) => new Slot(index, receiver));
+    this._applyLayout();
+  }
+
+  /** Resolves when the peer connection is connected; rejects if it fails or on timeout. */
+  waitConnected(timeout = DEFAULT_TIMEOUT) {
+    const pc = this.pc;
+    if (!pc) return Promise.reject(new Error("no media: connected with media: false"));
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (pc.connectionState === "connected") finish(resolve);
+        else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+          finish(() => reject(new Error(`peer connection ${pc.connectionState}`)));
+        }
+      };
+      const finish = (then) => {
+        clearTimeout(timer);
+        pc.removeEventListener("connectionstatechange", check);
+        then();
+      };
+      const timer = setTimeout(
+        () => finish(() => reject(new Error(`not connected within ${timeout} ms`))),
+        timeout,
+      );
+      pc.addEventListener("connectionstatechange", check);
+      check();
+    });
+  }
+
+  // -- publishing ------------------------------------------------------------
+
+  /** Start sending `track` (a MediaStreamTrack or MediaStream) on the uplink (no renegotiation). */
+  async publish(track) {
+    if (track instanceof MediaStream) track = track.getAudioTracks()[0];
+    if (!this.pc) throw new Error("no media: connected with media: false");
+    const previous = this.microphone;
+    await this.pc.getTransceivers()[0].sender.replaceTrack(track ?? null);
+    if (previous && previous !== track && this._ownsMicrophone) previous.stop();
+    this._ownsMicrophone = false;
+    this._setMicrophone(track ?? null);
+  }
+
+  /**
+   * Open the microphone (getUserMedia) and publish it. Its track is enabled only
+   * while you are on stage and not muted: you enter the stage muted, and `unmute()`
+   * opens it. `audio` are getUserMedia audio constraints.
+   */
+  async publishMicrophone(audio) {
+    const track = await this._openMicrophone(audio);
+    await this.publish(track);
+    this._ownsMicrophone = true;
+    return track;
+  }
+
+  async _openMicrophone(audio) {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: audio ?? true, video: false });
+    return stream.getAudioTracks()[0];
+  }
+
+  _setMicrophone(track) {
+    this.microphone = track;
+    this._syncMicrophone();
+  }
+
+  /** The microphone sends audio only while the server would forward it. */
+  _syncMicrophone() {
+    if (this.microphone) this.microphone.enabled = isOnStage(this.role) && !this.muted;
+  }
+
+  /** Stop sending (the uplink m-line stays, for a later `publish`). */
+  async unpublish() {
+    await this.publish(null);
+  }
+
+  // -- requests and events ---------------------------------------------------
+
+  /** Send a request; resolve with its response data or reject with a PodiumError. */
+  request(type, data = {}, { timeout = DEFAULT_TIMEOUT } = {}) {
+    if (this.closedReason !== null || this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new Error(`closed (${this.closedReason ?? "not open"})`));
+    }
+    const id = ++this._ids;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new Error(`no response to ${type} within ${timeout} ms`));
+      }, timeout);
+      this._pending.set(id, { resolve, reject, timer });
+      this.ws.send(JSON.stringify({ id, type, data }));
+    });
+  }
+
+  /**
+   * Call `handler(data, name)` for every event called `name` ("*" for all; "error"
+   * for errors the server could not tie to a request; "close" when the connection
+   * ends). Returns a function that removes the handler.
+   */
+  on(name, handler) {
+    if (!this._handlers.has(name)) this._handlers.set(name, new Set());
+    this._handlers.get(name).add(handler);
+    return () => this._handlers.get(name)?.delete(handler);
+  }
+
+  /** Like `on`, for one event. */
+  once(name, handler) {
+    const off = this.on(name, (data, event) => {
+      off();
+      handler(data, event);
+    });
+    return off;
+  }
+
+  /**
+   * The next event called `name` (whose data satisfies `where`), arriving after this call.
+   * Call it before the request that causes the event.
+   */
+  nextEvent(name, { timeout = DEFAULT_TIMEOUT, where = null } = {}) {
+    return new Promise((resolve, reject) => {
+      const waiter = { reject: (error) => finish(() => reject(error)) };
+      const off = this.on(name, (data) => {
+        if (!where || where(data)) finish(() => resolve({ name, data }));
+      });
+      const timer = setTimeout(
+        () => finish(() => reject(new Error(`no ${name} event within ${timeout} ms`))),
+        timeout,
+      );
+      const finish = (then) => {
+        clearTimeout(timer);
+        off();
+        this._waiters.delete(waiter);
+        then();
+      };
+      this._waiters.add(waiter);
+    });
+  }
+
+  /** Server events from now on, `{name, data}`, until the connection closes. */
+  async *events() {
+    const queue = [];
+    let wake = null;
+    const off = this.on("*", (data, name) => {
+      queue.push({ name, data });
+      wake?.();
+    });
+    try {
+      while (true) {
+        while (queue.length) yield queue.shift();
+        if (this.closedReason !== null) return;
+        await new Promise((resolve) => {
+          wake = resolve;
+          this.closed.then(resolve);
+        });
+        wake = null;
+      }
+    } finally {
+      off();
+    }
+  }
+
+  _emit(name, data) {
+    for (const key of [name, "*"]) {
+      for (const handler of [...(this._handlers.get(key) ?? [])]) {
+        try {
+          handler(data, name);
+        } catch (error) {
+          console.error(`podium: ${key} handler failed`, error);
+        }
+      }
+    }
+  }
+
+  _dispatch(raw) {
+    let message;
+    try {
+      message = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    if (message.type === "response" || message.type === "error") {
+      const pending = this._pending.get(message.id);
+      if (!pending) {
+        if (message.type === "error") this._emit("error", message.error);
+        return;
+      }
+      this._pending.delete(message.id);
+      clearTimeout(pending.timer);
+      if (message.type === "response") pending.resolve(message.data ?? {});
+      else pending.reject(new PodiumError(message.error.code, message.error.message));
+    } else if (message.type === "event") {
+      const data = message.data ?? {};
+      this._track(message.event, data);
+      this._emit(message.event, data);
+    }
+  }
+
+  /** Keep the client's own view (slots, role, mute) current before handlers run. */
+  _track(name, data) {
+    const me = this.identity;
+    if (name === "slots") {
+      this._layout = [...data.slots];
+      this._applyLayout();
+    } else if (name === "disconnected") {
+      this.closedReason = data.reason ?? "disconnected";
+    } else if (name === "role_changed" && data.participant === me) {
+      const entering = !isOnStage(this.role) && isOnStage(data.new);
+      this.role = data.new;
+      if (entering) this.muted = true; // the stage never opens a microphone
+      if (!isOnStage(data.new)) this.muted = false;
+      this._syncMicrophone();
+    } else if (name === "muted" && data.participant === me) {
+      this.muted = Boolean(data.muted);
+      this._syncMicrophone();
+    }
+  }
+
+  _applyLayout() {
+    this.slots.forEach((slot, i) => {
+      const participant = this._layout[i] ?? null;
+      if (slot.participant !== participant) {
+        slot.participant = participant;
+        slot.history.push(participant);
+      }
+    });
+  }
+
+  _closedSocket() {
+    this.closedReason = this.closedReason ?? "connection closed";
+    for (const [id, pending] of this._pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new Error(`closed (${this.closedReason})`));
+      this._pending.delete(id);
+    }
+    for (const waiter of [...this._waiters]) {
+      waiter.reject(new Error(`closed (${this.closedReason})`));
+    }
+    this.pc?.close();
+    this._releaseMicrophone();
+    this._resolveClosed(this.closedReason);
+    this._emit("close", { reason: this.closedReason });
+  }
+
+  // -- audio -------------------------------------------------------------------
+
+  /** The slot carrying `identity` now, or undefined. */
+  slotOf(identity) {
+    return this.slots.find((slot) => slot.participant === identity);
+  }
+
+  /**
+   * Play every slot through an `<audio>` element appended to `parent` (hidden).
+   * Browsers route a remote WebRTC track to WebAudio only while an element plays
+   * it, so attach before analysing a slot's `stream`. Returns the elements.
+   */
+  attachAudio(parent = document.body) {
+    return this.slots.map((slot) => {
+      const element = document.createElement("audio");
+      element.autoplay = true;
+      element.hidden = true;
+      element.dataset.slot = String(slot.index);
+      element.srcObject = slot.stream;
+      parent.appendChild(element);
+      element.play().catch(() => {}); // autoplay may wait for a user gesture
+      return element;
+    });
+  }
+
+  /**
+   * Audio levels (0..1) of who is heard now, by identity: each occupied slot's
+   * level (see `Slot.level`), and yours from the microphone's media-source stats.
+   */
+  async levels() {
+    const result = new Map();
+    for (const slot of this.slots) {
+      if (slot.participant) result.set(slot.participant, slot.level());
+    }
+    if (this.pc && this.microphone && this.microphone.enabled && this.identity) {
+      const stats = await this.pc.getTransceivers()[0].sender.getStats();
+      for (const report of stats.values()) {
+        if (report.type === "media-source" && report.kind === "audio") {
+          result.set(this.identity, report.audioLevel ?? 0);
+        }
+      }
+    }
+    return result;
+  }
+
+  // -- the stage (docs/protocol.md; signaling/session.py HANDLERS) ------------
+
+  raiseHand() { return this.request("raise_hand"); }
+  /** Lower your hand, or (moderators) someone else's. */
+  lowerHand(participant) { return this.request("lower_hand", target(participant)); }
+  inviteToStage(participant) { return this.request("invite_to_stage", { participant }); }
+  cancelInvite(participant) { return this.request("cancel_invite", { participant }); }
+  /** Accept an invitation: you enter the stage muted; `unmute()` opens the microphone. */
+  acceptInvite() { return this.request("accept_invite"); }
+  declineInvite() { return this.request("decline_invite"); }
+  /** Leave the stage yourself, or (moderators) move someone else to the audience. */
+  moveToAudience(participant) { return this.request("move_to_audience", target(participant)); }
+  promote(participant) { return this.request("promote", { participant }); }
+  demote(participant) { return this.request("demote", { participant }); }
+
+  /** Mute yourself (the microphone closes at once), or (moderators) someone else. */
+  async mute(participant) {
+    const self = participant == null || participant === this.identity;
+    if (self && this.microphone) this.microphone.enabled = false;
+    try {
+      return await this.request("mute", target(participant));
+    } finally {
+      if (self) this._syncMicrophone();
+    }
+  }
+
+  /** Unmute yourself (nobody can unmute someone else). */
+  async unmute() {
+    const result = await this.request("unmute");
+    this.muted = false;
+    this._syncMicrophone();
+    return result;
+  }
+
+  /** Remove someone (moderators); `ban` refuses them for the room's lifetime. */
+  remove(participant, { ban = false, reason = "" } = {}) {
+    return this.request("remove", { participant, ban, reason });
+  }
+  endRoom() { return this.request("end_room"); }
+  getStage() { return this.request("get_stage"); }
+  /** A page of attendees: `{items, next_cursor, total, version}`. */
+  getAttendees({ cursor, limit, role } = {}) {
+    return this.request("get_attendees", clean({ cursor, limit, role }));
+  }
+  getAttendance() { return this.request("get_attendance"); }
+
+  // -- chat --------------------------------------------------------------------
+
+  sendChat(text) { return this.request("send_chat", { text }); }
+  /** React to the room, or to one message. */
+  react(emoji, messageId) { return this.request("react", clean({ emoji, message_id: messageId })); }
+  /** Pin a message (moderators); `null` clears the pin. */
+  pinMessage(messageId) { return this.request("pin_message", clean({ message_id: messageId })); }
+
+  ping() { return this.request("ping"); }
+
+  // -- closing -----------------------------------------------------------------
+
+  /** Tell the server you leave (everything you held is released), then close. */
+  async leave() {
+    try {
+      await this.request("leave", {}, { timeout: 5000 });
+    } catch {
+      // closing anyway
+    }
+    this.close();
+  }
+
+  close() {
+    this.pc?.close();
+    this._releaseMicrophone();
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
+      this.ws.close();
+    }
+  }
+
+  _releaseMicrophone() {
+    if (this.microphone && this._ownsMicrophone) this.microphone.stop();
+  }
+}
+
+function target(participant) {
+  return participant == null ? {} : { participant };
+}
+
+function clean(data) {
+  return Object.fromEntries(Object.entries(data).filter(([, v]) => v !== undefined && v !== null));
+}

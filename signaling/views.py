@@ -1,0 +1,56 @@
+"""JSON views of rooms and participants for the server API and webhooks.
+
+One function per shape, so that what ``GET /v1/rooms/{room}`` returns and what
+``room_started`` carries cannot drift apart (both are described once, in
+``signaling.openapi``). They read the live Stage, not the batched attendee
+list: a backend acting on a participant must see them the moment they joined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+from signaling.config import RoomSettings
+from signaling.participant import person_info
+from signaling.roles import Role
+from signaling.stage import Member
+
+if TYPE_CHECKING:
+    from signaling.room import Room
+
+
+def settings_view(settings: RoomSettings) -> dict[str, Any]:
+    return {
+        "max_participants": settings.stage.max_participants,
+        "max_speakers": settings.stage.max_on_stage,
+        "media_mode": settings.media_mode,
+        "empty_timeout": settings.empty_timeout,
+    }
+
+
+def room_view(room: Room) -> dict[str, Any]:
+    counts = dict.fromkeys(Role, 0)
+    for member in room.stage.members():
+        counts[member.role] += 1
+    return {
+        "name": room.name,
+        "sid": room.sid,
+        "created_at": room.created_at,
+        "num_participants": sum(counts.values()),
+        "counts": {str(role): n for role, n in counts.items()},
+        "settings": settings_view(room.settings),
+        "metadata": dict(room.settings.metadata),
+    }
+
+
+def participant_view(room: Room, member: Member, hands: Collection[str]) -> dict[str, Any]:
+    """``hands``: the raised hands (``room.stage.hand_queue()``, as a set for big pages)."""
+    participant = room.participants.get(member.id)
+    return {
+        **person_info(member.identity, member.role, member.joined_at),
+        "muted": member.muted,
+        "hand_raised": member.id in hands,
+        "invited": member.invited_by is not None,
+        "metadata": dict(participant.metadata) if participant is not None else {},
+    }

@@ -1,0 +1,1 @@
+"""Headless-Chromium checks; ``driver`` runs inside a private network namespace."""

@@ -1,0 +1,394 @@
+"""Headless Chromium ⇄ Podium, run inside a private network namespace.
+
+``tests/test_browser.py`` starts this as ``unshare --net python -m tests.browser.driver
+OUT RESULTS``: in that namespace only ``lo`` exists, so Chromium's start-up lookups go
+nowhere, ICE can only pair 127.0.0.1 with 127.0.0.1, and nothing leaves the machine.
+Here it brings ``lo`` up, starts a PodiumServer with the demo page, Python clients
+and Chromium (Playwright, the system's ``/usr/bin/chromium``, a fake microphone playing
+a generated tone), runs the scenarios and writes what it measured as JSON to RESULTS;
+the test functions make the assertions. Screenshots go to OUT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import socket
+import struct
+import sys
+import time
+import traceback
+import wave
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from playwright.async_api import Browser, Page, async_playwright
+
+from signaling.attendees import AttendeeConfig
+from signaling.client import PodiumClient
+from signaling.config import RoomSettings
+from signaling.server import PodiumServer
+from tests.conftest import LOOPBACK, eventually, make_config, token
+from tests.media import ToneTrack, dominant_frequency, record, tone_level_db
+
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_TONE = 1000.0  # Hz, the fake microphone's WAV
+PYTHON_TONE = 440.0  # Hz, the Python speaker's track
+SCENARIO_TIMEOUT = 45.0
+STEP_TIMEOUT_MS = 10_000
+SETTLE = 12_000  # samples (0.25 s) dropped from recordings: jitter buffer, decoder start
+
+HERE = Path(__file__).resolve().parent
+
+
+def page_function(name: str) -> str:
+    """A function expression from ``tests/browser/NAME`` (leading comments dropped)."""
+    lines = (HERE / name).read_text().splitlines()
+    return "\n".join(line for line in lines if not line.startswith("//"))
+
+
+PAGE_AUDIO_JS = page_function("page_audio.js")
+PAGE_RTC_JS = page_function("page_rtc.js")
+
+# The SDK drops mDNS host candidates (the server cannot resolve them) from its offer.
+MDNS_JS = """
+async () => {
+  const { withoutMdnsCandidates } = await import("/static/podium.js");
+  const sdp = ["v=0", "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+    "a=candidate:1 1 udp 2122260223 0b1d2c3e-aaaa-bbbb-cccc-0123456789ab.local 54321 typ host",
+    "a=candidate:2 1 udp 2122260223 192.0.2.7 54321 typ host", "a=rtcp-mux", ""].join("\\r\\n");
+  return withoutMdnsCandidates(sdp);
+}
+"""
+
+# The SDK's request/event plumbing, from the page: nextEvent, events(), PodiumError.
+SDK_JS = """
+async () => {
+  const client = window.podiumDemo.client;
+  const chat = client.nextEvent("chat", { where: (d) => d.sender === client.identity });
+  const stream = client.events();
+  const sent = await client.sendChat("sent through the SDK");
+  const seen = (await chat).data;
+  let first = await stream.next();
+  while (first.value.name !== "chat") first = await stream.next();
+  await stream.return();
+  let refused = null;
+  try { await client.acceptInvite(); } catch (error) { refused = [error.name, error.code]; }
+  return { sent: sent.message.text, seen: seen.text, streamed: first.value.data.text, refused,
+           pong: typeof (await client.ping()).time };
+}
+"""
+
+
+def bring_up_loopback() -> None:
+    """``ip link set lo up`` without iproute2 (SIOCGIFFLAGS / SIOCSIFFLAGS)."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+
+
+def interfaces() -> list[str]:
+    with open("/proc/net/dev") as f:
+        return [line.split(":")[0].strip() for line in f.readlines()[2:]]
+
+
+def write_tone(path: Path, frequency: float, seconds: float = 2.0, amplitude: float = 0.35) -> None:
+    """48 kHz mono s16: a whole number of cycles, so Chromium's looping is seamless."""
+    rate = 48_000
+    t = np.arange(int(rate * seconds)) / rate
+    samples = (amplitude * 32767 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+
+
+@dataclass
+class Env:
+    server: PodiumServer
+    browser: Browser
+    out: Path
+    clients: list[PodiumClient]
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    async def client(self, identity: str, role: str, room: str, **kw: Any) -> PodiumClient:
+        client = await PodiumClient.connect(
+            self.server.url, token(identity, role, room=room), host_addresses=LOOPBACK, **kw
+        )
+        self.clients.append(client)
+        await client.wait_connected()
+        return client
+
+    async def page(
+        self, room: str, identity: str, role: str, width: int = 1180, height: int = 820
+    ) -> Page:
+        """The demo page, joined (through the form and /dev/token), audio connected."""
+        context = await self.browser.new_context(
+            viewport={"width": width, "height": height}, permissions=["microphone"]
+        )
+        page = await context.new_page()
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        page.on("console", lambda m: print(f"[{identity} console] {m.type}: {m.text}"))
+        page.on("pageerror", lambda e: print(f"[{identity} pageerror] {e}"))
+        await page.goto(f"{self.http}/?processing=0")
+        await page.get_by_label("Room", exact=True).fill(room)
+        await page.get_by_label("Your name", exact=True).fill(identity)
+        await page.get_by_label(role.capitalize(), exact=True).check()
+        await page.get_by_role("button", name="Join room").click()
+        await page.wait_for_function(
+            "window.podiumDemo?.client?.pc?.connectionState === 'connected'"
+        )
+        return page
+
+    async def shot(self, page: Page, name: str, shots: list[str]) -> None:
+        path = self.out / f"{name}.png"
+        await page.screenshot(path=str(path), full_page=True)
+        shots.append(str(path))
+
+
+def slot_of(client: PodiumClient, identity: str) -> int | None:
+    return next((s.index for s in client.slots if s.participant == identity), None)
+
+
+async def listen(client: PodiumClient, identity: str, seconds: float = 1.2) -> dict[str, Any]:
+    """What ``client`` hears from ``identity``: dominant frequency and tone level (FFT)."""
+    await eventually(lambda: slot_of(client, identity) is not None)
+    index = slot_of(client, identity)
+    assert index is not None
+    track = client.slots[index].track
+    assert track is not None
+    samples = (await record(track, seconds))[SETTLE:]
+    return {
+        "slot": index,
+        "samples": len(samples),
+        "frequency": dominant_frequency(samples),
+        "tone_db": tone_level_db(samples, BROWSER_TONE),
+    }
+
+
+async def producer_facts(server: PodiumServer, room: str, identity: str) -> dict[str, Any]:
+    producer = server.rooms[room].media.room.participants[identity].producer
+    return {
+        "audio_level": producer.audio_level,
+        "level_age": None
+        if producer.level_time is None
+        else time.monotonic() - producer.level_time,
+        "packets": producer.packets,
+    }
+
+
+async def packet_rate(server: PodiumServer, room: str, identity: str, seconds: float) -> float:
+    producer = server.rooms[room].media.room.participants[identity].producer
+    before = producer.packets
+    await asyncio.sleep(seconds)
+    return (producer.packets - before) / seconds
+
+
+# -- scenarios ---------------------------------------------------------------------
+
+
+async def speaker_interop(env: Env) -> dict[str, Any]:
+    """A browser speaker heard by a Python listener; what Chrome negotiated and sent."""
+    room, shots = "interop", []
+    listener = await env.client("py-listener", "listener", room)
+    page = await env.page(room, "chrome-speaker", "speaker")
+    heard = await listen(listener, "chrome-speaker")
+    rtc = await page.evaluate(PAGE_RTC_JS)
+    rtc["mdns_filtered"] = await page.evaluate(MDNS_JS)
+    server_side = await producer_facts(env.server, room, "chrome-speaker")
+    await page.wait_for_selector("#speakers [data-identity='chrome-speaker'].speaking")
+    await env.shot(page, "interop-01-browser-speaker", shots)
+    talking = await packet_rate(env.server, room, "chrome-speaker", 1.0)
+    await page.get_by_role("button", name="Mute", exact=True).click()
+    await page.get_by_role("button", name="Unmute", exact=True).wait_for()
+    await asyncio.sleep(0.3)  # let the encoder notice the silence
+    silent = await packet_rate(env.server, room, "chrome-speaker", 1.5)
+    await env.shot(page, "interop-02-browser-speaker-muted", shots)
+    await page.context.close()
+    return {
+        "heard": heard,
+        "rtc": rtc,
+        "server": server_side,
+        "packet_rate": {"talking": talking, "muted": silent},
+        "screenshots": shots,
+    }
+
+
+async def browser_listener(env: Env) -> dict[str, Any]:
+    """A Python speaker's tone measured in the page (AnalyserNode); indicators and counts."""
+    room, shots = "listen", []
+    await env.client("py-speaker", "speaker", room, publish=ToneTrack(PYTHON_TONE, 0.5))
+    page = await env.page(room, "chrome-listener", "listener")
+    await page.wait_for_function("window.podiumDemo.client.slotOf('py-speaker') !== undefined")
+    audio = await page.evaluate(PAGE_AUDIO_JS, {"identity": "py-speaker", "ms": 1500})
+    await page.wait_for_selector("#speakers [data-identity='py-speaker'].speaking")
+    await page.wait_for_function(
+        "document.getElementById('audience-count').textContent.startsWith('1 listening')"
+    )
+    header = await page.locator("#audience-count").text_content()
+    sdk = await page.evaluate(SDK_JS)
+    await env.shot(page, "listen-01-browser-listener", shots)
+    phone = await env.page(room, "chrome-phone", "listener", width=390, height=844)
+    await phone.wait_for_selector("#speakers [data-identity='py-speaker'].speaking")
+    await phone.wait_for_function(
+        "document.getElementById('audience-count').textContent.startsWith('2 listening')"
+    )
+    await env.shot(phone, "listen-02-phone-listener", shots)
+    await phone.context.close()
+    await page.context.close()
+    return {"audio": audio, "audience_header": header, "sdk": sdk, "screenshots": shots}
+
+
+async def stage_flow(env: Env) -> dict[str, Any]:
+    """In the page: raise hand → host page invites → accept → unmute → heard; chat; mute."""
+    room, shots, steps = "stage", [], []
+
+    def step(name: str) -> None:
+        steps.append(name)
+
+    listener = await env.client("py-listener", "listener", room)
+    host = await env.page(room, "host", "host")
+    guest = await env.page(room, "guest", "listener")
+    await env.shot(guest, "stage-01-guest-joined", shots)
+
+    await guest.get_by_role("button", name="Raise hand").click()
+    await guest.locator("#hand[aria-pressed='true']").wait_for()
+    step("raised")
+    await env.shot(guest, "stage-02-guest-hand-raised", shots)
+
+    await host.locator("#hands [data-identity='guest']").wait_for()
+    await env.shot(host, "stage-03-host-sees-hand", shots)
+    await host.get_by_role("button", name="Invite guest to speak").first.click()
+    await host.locator("#hands [data-identity='guest'] .pill", has_text="Invited").wait_for()
+    step("invited")
+
+    await guest.get_by_role("alertdialog").wait_for()
+    await env.shot(guest, "stage-04-guest-invited", shots)
+    await guest.get_by_role("button", name="Join the stage").click()
+    await guest.get_by_role("button", name="Unmute", exact=True).wait_for()
+    await host.locator("#speakers [data-identity='guest'][data-muted='true']").wait_for()
+    step("accepted")
+    await env.shot(guest, "stage-05-guest-on-stage-muted", shots)
+
+    await guest.get_by_role("button", name="Unmute", exact=True).click()
+    await guest.get_by_role("button", name="Mute", exact=True).wait_for()
+    step("unmuted")
+    heard = await listen(listener, "guest")
+    await host.locator("#speakers [data-identity='guest'].speaking").wait_for()
+    await host.locator("#speakers [data-identity='host'].speaking").wait_for()  # own mic
+    step("speaking-indicator")
+    await env.shot(guest, "stage-06-guest-speaking", shots)
+    await env.shot(host, "stage-07-host-sees-guest-speaking", shots)
+
+    chat_seen = asyncio.ensure_future(listener.next_event("chat"))
+    await guest.get_by_label("Message").fill("Hello from Chrome")
+    await guest.get_by_role("button", name="Send").click()
+    from_browser = (await asyncio.wait_for(chat_seen, 5)).data
+    await host.locator("#messages .message-text", has_text="Hello from Chrome").wait_for()
+    await listener.request("send_chat", text="Hi from Python")
+    await guest.locator("#messages .message-text", has_text="Hi from Python").wait_for()
+    step("chat")
+    await env.shot(guest, "stage-08-chat", shots)
+
+    muted_seen = asyncio.ensure_future(
+        listener.next_event("muted", where=lambda d: d["participant"] == "guest")
+    )
+    await host.get_by_role("button", name="Mute guest").click()
+    muted = (await asyncio.wait_for(muted_seen, 5)).data
+    await guest.get_by_role("button", name="Unmute", exact=True).wait_for()
+    await eventually(lambda: slot_of(listener, "guest") is None, timeout=5)
+    step("moderator-muted")
+    await env.shot(guest, "stage-09-guest-muted-by-host", shots)
+    await env.shot(host, "stage-10-host-view", shots)
+    guest_mic_enabled = await guest.evaluate("window.podiumDemo.client.microphone.enabled")
+    await guest.context.close()
+    await host.context.close()
+    return {
+        "steps": steps,
+        "heard": heard,
+        "chat_from_browser": from_browser,
+        "muted_event": muted,
+        "guest_mic_enabled_after_mute": guest_mic_enabled,
+        "screenshots": shots,
+    }
+
+
+SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
+    "speaker_interop": speaker_interop,
+    "browser_listener": browser_listener,
+    "stage_flow": stage_flow,
+}
+
+
+async def run(out: Path) -> dict[str, Any]:
+    bring_up_loopback()
+    if interfaces() != ["lo"]:
+        raise SystemExit(f"not in a private network namespace (interfaces: {interfaces()})")
+    out.mkdir(parents=True, exist_ok=True)
+    wav = out / "fake-mic-1000hz.wav"
+    write_tone(wav, BROWSER_TONE)
+    room = RoomSettings(empty_timeout=0, attendees=AttendeeConfig(batch_interval=0.2))
+    server = PodiumServer(make_config(serve_demo=True, room=room))
+    await server.start()
+    results: dict[str, Any] = {"scenarios": {}}
+    started = time.monotonic()
+    try:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--use-fake-device-for-media-stream",
+                    "--use-fake-ui-for-media-stream",
+                    f"--use-file-for-fake-audio-capture={wav}",
+                    "--allow-loopback-in-peer-connection",
+                    "--autoplay-policy=no-user-gesture-required",
+                ],
+            )
+            results["browser_version"] = browser.version
+            results["launch_seconds"] = time.monotonic() - started
+            for name, scenario in SCENARIOS.items():
+                env = Env(server, browser, out, [])
+                begun = time.monotonic()
+                try:
+                    data = await asyncio.wait_for(scenario(env), SCENARIO_TIMEOUT)
+                    results["scenarios"][name] = {"ok": True, **data}
+                except BaseException as exc:  # recorded for the test to report
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
+                    results["scenarios"][name] = {"ok": False, "error": traceback.format_exc()}
+                finally:
+                    results["scenarios"][name]["seconds"] = time.monotonic() - begun
+                    for client in env.clients:
+                        await client.close()
+            await browser.close()
+    finally:
+        await server.stop()
+    results["total_seconds"] = time.monotonic() - started
+    return results
+
+
+def main() -> None:
+    out, result_path = Path(sys.argv[1]), Path(sys.argv[2])
+    results = asyncio.run(run(out))
+    result_path.write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

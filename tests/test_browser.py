@@ -1,0 +1,228 @@
+"""Podium with real headless Chromium: the browser SDK, the demo page, Chrome interop.
+
+The browser runs with a fake microphone playing a generated 1 kHz tone. Everything
+(server, Python clients, Chromium) runs in a private network namespace: see
+``tests/browser/driver.py``, which this module starts once under ``unshare --net`` and
+whose JSON measurements the tests below check. Screenshots of every step are kept
+under ``artifacts/browser/``.
+
+Needs Debian's ``chromium``, Playwright for Python and ``unshare`` (``.ci/run`` installs
+them); without them these tests fail, saying what is missing. Set
+``PODIUM_SKIP_BROWSER=1`` to skip them deliberately on a machine without a browser.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from signaling.server import PodiumServer
+from signaling.tokens import verify_token
+from tests.conftest import API_KEY, API_SECRET, make_config
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "artifacts" / "browser"
+CHROMIUM = "/usr/bin/chromium"
+DRIVER_TIMEOUT = 150.0
+BROWSER_TONE, PYTHON_TONE = 1000.0, 440.0
+
+
+def _unshare_command() -> list[str]:
+    # As root a network namespace is enough; otherwise map ourselves to root in a user one.
+    return ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--net"]
+
+
+def _missing_prerequisites() -> list[str]:
+    missing = []
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("Playwright for Python (pip install -e '.[test]')")
+    if shutil.which("unshare") is None:
+        missing.append("unshare (apt-get install util-linux)")
+    else:
+        probe = subprocess.run([*_unshare_command(), "true"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            missing.append(f"a private network namespace ({probe.stderr.strip()})")
+    return missing
+
+
+@pytest.fixture(scope="module")
+def browser_run() -> dict[str, Any]:
+    """Run every browser scenario once (about 20 s) and return the measurements."""
+    if os.environ.get("PODIUM_SKIP_BROWSER") == "1":
+        pytest.skip("PODIUM_SKIP_BROWSER=1")
+    missing = _missing_prerequisites()
+    if missing:
+        pytest.fail(
+            "the browser tests need " + "; ".join(missing) + ". .ci/run installs them;"
+            " set PODIUM_SKIP_BROWSER=1 to skip these tests on purpose.",
+            pytrace=False,
+        )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    results = ARTIFACTS / "results.json"
+    results.unlink(missing_ok=True)
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [*_unshare_command(), sys.executable, "-m", "tests.browser.driver", ARTIFACTS, results],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=DRIVER_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the browser driver ran over {DRIVER_TIMEOUT} s: {exc.stderr!r}")
+    log = proc.stdout + proc.stderr
+    (ARTIFACTS / "driver.log").write_text(log)
+    if proc.returncode != 0 or not results.exists():
+        pytest.fail(f"the browser driver failed (exit {proc.returncode}):\n{log[-4000:]}")
+    data: dict[str, Any] = json.loads(results.read_text())
+    data["wall_seconds"] = time.monotonic() - started
+    return data
+
+
+def scenario(run: dict[str, Any], name: str) -> dict[str, Any]:
+    result: dict[str, Any] = run["scenarios"][name]
+    if not result["ok"]:
+        pytest.fail(f"{name} failed in the browser driver:\n{result['error']}", pytrace=False)
+    for shot in result["screenshots"]:
+        assert Path(shot).stat().st_size > 5000, shot
+    return result
+
+
+def test_browser_speaker_is_heard_by_a_python_listener(browser_run: dict[str, Any]) -> None:
+    heard = scenario(browser_run, "speaker_interop")["heard"]
+    assert abs(heard["frequency"] - BROWSER_TONE) < 5, heard
+    assert heard["tone_db"] > -30, heard
+
+
+def test_chrome_negotiates_opus_dtx_fec_audio_level_bundle_rtcp_mux(
+    browser_run: dict[str, Any],
+) -> None:
+    result = scenario(browser_run, "speaker_interop")
+    rtc = result["rtc"]
+    answer = rtc["answer"]
+    # The answer Chrome applied: Opus alone, with DTX and in-band FEC.
+    payload_types = {line.split()[0].split(":")[1] for line in re.findall(r"a=rtpmap:.*", answer)}
+    assert payload_types == {"111"}, payload_types
+    assert "a=rtpmap:111 opus/48000/2" in answer
+    fmtp = re.search(r"a=fmtp:111 (.*)", answer)
+    assert fmtp and {"usedtx=1", "useinbandfec=1"} <= set(fmtp.group(1).strip().split(";"))
+    assert re.search(r"a=extmap:\d+ urn:ietf:params:rtp-hdrext:ssrc-audio-level", answer)
+    assert "a=group:BUNDLE 0 1 2 3" in answer  # uplink + 3 slots in one transport
+    assert answer.count("a=rtcp-mux") == 4
+    assert rtc["transports"] == 1 and rtc["dtlsState"] == "connected"
+    # Chrome's encoder took the answer's parameters.
+    assert rtc["outbound"]["mimeType"] == "audio/opus"
+    assert "usedtx=1" in rtc["outbound"]["sdpFmtpLine"]
+    assert "useinbandfec=1" in rtc["outbound"]["sdpFmtpLine"]
+    # ICE over loopback: host candidates both sides (no mDNS: media permission is granted).
+    assert rtc["pair"]["local"]["address"] == "127.0.0.1"
+    assert rtc["pair"]["remote"] == {"address": "127.0.0.1", "type": "host", "protocol": "udp"}
+    # The SDK's offer drops mDNS candidates, which the server could never resolve.
+    assert ".local" not in rtc["mdns_filtered"] and "192.0.2.7" in rtc["mdns_filtered"]
+    # Server side: Chrome's packets carry RFC 6464 levels (a -9 dBFS tone reads about 9-12).
+    server = result["server"]
+    assert server["level_age"] is not None and server["level_age"] < 0.5, server
+    assert 3 <= server["audio_level"] <= 20, server
+    # DTX: a muted (silent) microphone sends a few packets a second instead of 50.
+    rate = result["packet_rate"]
+    assert rate["talking"] >= 40, rate
+    assert rate["muted"] <= 10, rate
+
+
+def test_python_speaker_is_heard_in_the_browser(browser_run: dict[str, Any]) -> None:
+    result = scenario(browser_run, "browser_listener")
+    audio = result["audio"]
+    assert "error" not in audio, audio
+    peaks = [p for p in audio["peaks"] if p["db"] > -60]
+    assert len(peaks) >= len(audio["peaks"]) // 2, audio["peaks"]  # tone for most of 1.5 s
+    frequency = sorted(p["hz"] for p in peaks)[len(peaks) // 2]
+    assert abs(frequency - PYTHON_TONE) < 5, audio["peaks"]
+    # The forwarded audio-level extension reaches Chrome's receiver (0.5 amplitude ≈ -9 dBov).
+    levels = [level for level in audio["rtpLevels"] if level is not None]
+    assert levels and 0.2 < max(levels) < 0.6, audio["rtpLevels"]
+    assert audio["stats"]["packetsReceived"] > 25, audio["stats"]
+    assert result["audience_header"].startswith("1 listening"), result["audience_header"]
+
+
+def test_sdk_requests_events_and_errors_in_the_browser(browser_run: dict[str, Any]) -> None:
+    sdk = scenario(browser_run, "browser_listener")["sdk"]
+    text = "sent through the SDK"
+    assert sdk == {
+        "sent": text,
+        "seen": text,
+        "streamed": text,
+        "refused": ["PodiumError", "no_invitation"],
+        "pong": "number",
+    }
+
+
+def test_demo_page_raise_hand_invite_accept_speak_chat_mute(browser_run: dict[str, Any]) -> None:
+    result = scenario(browser_run, "stage_flow")
+    assert result["steps"] == [
+        "raised",
+        "invited",
+        "accepted",
+        "unmuted",
+        "speaking-indicator",
+        "chat",
+        "moderator-muted",
+    ]
+    heard = result["heard"]
+    assert abs(heard["frequency"] - BROWSER_TONE) < 5 and heard["tone_db"] > -30, heard
+    assert result["chat_from_browser"]["sender"] == "guest"
+    assert result["chat_from_browser"]["text"] == "Hello from Chrome"
+    assert result["muted_event"] == {"participant": "guest", "by": "host", "muted": True}
+    assert result["guest_mic_enabled_after_mute"] is False  # the SDK closed the microphone
+    assert len(result["screenshots"]) == 10
+
+
+def test_browser_tests_stay_fast(browser_run: dict[str, Any]) -> None:
+    assert browser_run["wall_seconds"] < 90, browser_run["wall_seconds"]
+
+
+# -- serving (no browser needed) --------------------------------------------------
+
+
+async def test_demo_page_and_dev_tokens_are_served_only_in_dev_mode() -> None:
+    for serve_demo in (False, True):
+        server = PodiumServer(make_config(serve_demo=serve_demo))
+        await server.start()
+        base = f"http://127.0.0.1:{server.port}"
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{base}/") as page:
+                    assert page.status == (200 if serve_demo else 404)
+                    if serve_demo:
+                        assert '<script type="module" src="/static/demo.js">' in await page.text()
+                query = {"room": "r1", "identity": "ada", "role": "host"}
+                async with http.get(f"{base}/dev/token", params=query) as minted:
+                    assert minted.status == (200 if serve_demo else 404)
+                    if serve_demo:
+                        body = await minted.json()
+                        claims = verify_token(body["token"], {API_KEY: API_SECRET})
+                        assert (claims.identity, claims.room, claims.role) == ("ada", "r1", "host")
+                async with http.get(f"{base}/dev/token", params={"role": "king"}) as bad:
+                    assert bad.status == (400 if serve_demo else 404)
+                for name in ("podium.js", "demo.js", "demo.css"):
+                    async with http.get(f"{base}/static/{name}") as asset:
+                        assert asset.status == (200 if serve_demo else 404), name
+                        if serve_demo and name.endswith(".js"):
+                            assert "javascript" in asset.content_type
+        finally:
+            await server.stop()
