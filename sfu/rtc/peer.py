@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -149,6 +150,12 @@ class MediaPeer:
             reports.append(RtcpSrPacket(ssrc=fwd.ssrc, sender_info=info))
         if not reports:
             return
+        # aiortc's senders compute RTT from receiver reports against the last SR they sent.
+        lsr, lsr_time = (ntp >> 16) & 0xFFFFFFFF, time.time()
+        for transceiver, fwd in self._slots:
+            if any(r.ssrc == fwd.ssrc for r in reports):
+                transceiver.sender._RTCRtpSender__lsr = lsr  # type: ignore[attr-defined]
+                transceiver.sender._RTCRtpSender__lsr_time = lsr_time  # type: ignore[attr-defined]
         cname = self._cname.encode()
         sdes = RtcpSdesPacket(
             chunks=[RtcpSourceInfo(ssrc=r.ssrc, items=[(1, cname)]) for r in reports]

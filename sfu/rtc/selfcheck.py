@@ -78,6 +78,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         instance=True,
     ),
     Requirement(
+        "aiortc.rtcrtpsender",
+        "RTCRtpSender",
+        "__lsr",
+        "let receiver reports of our SRs yield RTT",
+        instance=True,
+    ),
+    Requirement(
         "aiortc.rtcrtptransceiver",
         "RTCRtpTransceiver",
         "_offerDirection",
