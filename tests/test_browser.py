@@ -163,6 +163,8 @@ def test_python_speaker_is_heard_in_the_browser(browser_run: dict[str, Any]) -> 
 def test_sdk_requests_events_and_errors_in_the_browser(browser_run: dict[str, Any]) -> None:
     sdk = scenario(browser_run, "browser_listener")["sdk"]
     text = "sent through the SDK"
+    levels = sdk.pop("levels")  # the fallback for speaking indicators: RTP levels per slot
+    assert set(levels) == {"py-speaker"} and 0.2 < levels["py-speaker"] < 0.6, levels
     assert sdk == {
         "sent": text,
         "seen": text,
@@ -189,6 +191,7 @@ def test_demo_page_raise_hand_invite_accept_speak_chat_mute(browser_run: dict[st
     assert result["chat_from_browser"]["text"] == "Hello from Chrome"
     assert result["muted_event"] == {"participant": "guest", "by": "host", "muted": True}
     assert result["guest_mic_enabled_after_mute"] is False  # the SDK closed the microphone
+    assert result["indicators_from_server"] is True  # the page used the `speaking` events
     assert len(result["screenshots"]) == 10
 
 

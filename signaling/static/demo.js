@@ -10,7 +10,6 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const SPEAKING_LEVEL = 0.02; // linear (about -34 dBov)
 const SPEAKING_HOLD_MS = 400;
-const SERVER_SPEAKING_FRESH_MS = 2000;
 const ROLE_LABEL = { host: "Host", moderator: "Moderator", speaker: "Speaker", listener: "Listener" };
 const MODERATORS = new Set(["host", "moderator"]);
 
@@ -36,8 +35,9 @@ function freshState() {
     hands: [],
     invited: new Set(),
     pinned: null,
-    speaking: new Map(), // identity -> {level, until}
-    serverSpeakingAt: -Infinity,
+    speaking: new Map(), // identity -> {level, speaking, until}
+    serverSpeaking: false, // a `speaking` event arrived: the server drives the indicators
+    dominant: null,
   };
 }
 
@@ -249,6 +249,10 @@ function onEvent(data, name) {
     case "speaking":
       applySpeaking(data);
       return; // indicators only
+    case "dominant_speaker":
+      state.dominant = data.participant;
+      paintIndicators();
+      return;
     case "room_ended":
       toast("The host ended the room.");
       break;
@@ -377,55 +381,53 @@ async function sendChat(event) {
 }
 
 // -- speaking indicators -----------------------------------------------------------
+//
+// The server's `speaking` events carry only changes ({participant, level 0-1, speaking}),
+// so once one has arrived the page keeps that state until the next change. Before that
+// (an older server, or nobody has spoken yet) the page reads each slot's RTP audio level
+// (getSynchronizationSources) and its own microphone's level instead.
 
-/** The server's `speaking` event, when it sends one: {speakers: [{participant, level, speaking}]}. */
 function applySpeaking(data) {
-  state.serverSpeakingAt = performance.now();
-  const now = performance.now();
-  const heard = new Set();
+  state.serverSpeaking = true;
   for (const entry of data.speakers ?? []) {
-    heard.add(entry.participant);
     const level = toLinear(entry.level);
-    const speaking = entry.speaking ?? level >= SPEAKING_LEVEL;
-    state.speaking.set(entry.participant, { level, until: speaking ? now + SPEAKING_HOLD_MS : 0 });
-  }
-  for (const [identity, entry] of state.speaking) {
-    if (!heard.has(identity)) entry.until = 0;
+    state.speaking.set(entry.participant, { level, speaking: entry.speaking ?? level > 0, until: 0 });
   }
   paintIndicators();
 }
 
-/** Levels may come as RFC 6464 -dBov (0 loud … 127 silent) or already linear (0..1). */
+/** Levels are display levels (0..1); tolerate RFC 6464 -dBov (0 loud … 127 silent) too. */
 function toLinear(level) {
   if (typeof level !== "number" || Number.isNaN(level)) return 0;
-  return level > 1 ? 10 ** (-level / 20) : Math.max(0, level);
+  return level > 1 ? Math.min(1, 3 * 10 ** (-level / 20)) : Math.max(0, level);
 }
 
-/** Fallback: the audio-level header extension of each slot (getSynchronizationSources). */
 async function updateLevels() {
-  if (!client) return;
-  if (performance.now() - state.serverSpeakingAt < SERVER_SPEAKING_FRESH_MS) return;
+  if (!client || state.serverSpeaking) return;
   const levels = await client.levels();
+  if (state.serverSpeaking) return; // an event arrived meanwhile
   const now = performance.now();
   for (const [identity, level] of levels) {
-    const entry = state.speaking.get(identity) ?? { level: 0, until: 0 };
-    entry.level = level;
+    const entry = state.speaking.get(identity) ?? { level: 0, speaking: false, until: 0 };
     if (level >= SPEAKING_LEVEL) entry.until = now + SPEAKING_HOLD_MS;
+    entry.level = Math.min(1, level * 3); // -10 dBov and up fill the ring
+    entry.speaking = entry.until > now;
     state.speaking.set(identity, entry);
   }
   for (const [identity, entry] of state.speaking) {
-    if (!levels.has(identity)) entry.level = 0;
+    if (!levels.has(identity)) Object.assign(entry, { level: 0, speaking: entry.until > now });
   }
   paintIndicators();
 }
 
 function paintIndicators() {
-  const now = performance.now();
   for (const card of document.querySelectorAll("#speakers [data-identity]")) {
-    const entry = state.speaking.get(card.dataset.identity);
-    const speaking = Boolean(entry && entry.until > now) && card.dataset.muted !== "true";
+    const identity = card.dataset.identity;
+    const entry = state.speaking.get(identity);
+    const speaking = Boolean(entry?.speaking) && card.dataset.muted !== "true";
     card.classList.toggle("speaking", speaking);
-    card.style.setProperty("--level", speaking ? Math.min(1, entry.level * 3).toFixed(2) : "0");
+    card.classList.toggle("dominant", speaking && state.dominant === identity);
+    card.style.setProperty("--level", speaking ? Math.max(0.2, entry.level).toFixed(2) : "0");
     const status = card.querySelector(".speaking-status");
     const text = speaking ? "speaking" : "";
     if (status.textContent !== text) status.textContent = text;

@@ -141,6 +141,10 @@ export class PodiumClient {
     this._handlers = new Map();
     this._waiters = new Set();
     this._ownsMicrophone = false;
+    // Events that arrive while `connect` runs (between the join and the answer) are held
+    // here and delivered, in order, just after `connect` resolves: handlers registered
+    // right after `await PodiumClient.connect(...)` see every event, as in the Python client.
+    this._backlog = [];
     this.closed = new Promise((resolve) => (this._resolveClosed = resolve));
     ws.addEventListener("message", (message) => this._dispatch(message.data));
     ws.addEventListener("close", () => this._closedSocket());
@@ -178,6 +182,7 @@ export class PodiumClient {
       client.close();
       throw error;
     }
+    setTimeout(() => client._flushBacklog(), 0); // after the caller's continuation
     return client;
   }
 
@@ -354,27 +359,42 @@ export class PodiumClient {
     });
   }
 
-  /** Server events from now on, `{name, data}`, until the connection closes. */
-  async *events() {
+  /**
+   * Server events from this call on, `{name, data}`, as an async iterator that ends
+   * when the connection closes: `for await (const {name, data} of client.events())`.
+   */
+  events() {
+    const client = this;
     const queue = [];
     let wake = null;
+    let done = false;
     const off = this.on("*", (data, name) => {
       queue.push({ name, data });
       wake?.();
     });
-    try {
-      while (true) {
-        while (queue.length) yield queue.shift();
-        if (this.closedReason !== null) return;
-        await new Promise((resolve) => {
-          wake = resolve;
-          this.closed.then(resolve);
-        });
-        wake = null;
-      }
-    } finally {
+    this.closed.then(() => wake?.());
+    const finish = () => {
+      done = true;
       off();
-    }
+      wake?.();
+      return { done: true, value: undefined };
+    };
+    return {
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      async next() {
+        while (queue.length === 0) {
+          if (done || client.closedReason !== null) return finish();
+          await new Promise((resolve) => (wake = resolve));
+          wake = null;
+        }
+        return { done: false, value: queue.shift() };
+      },
+      async return() {
+        return finish();
+      },
+    };
   }
 
   _emit(name, data) {
@@ -409,7 +429,8 @@ export class PodiumClient {
     } else if (message.type === "event") {
       const data = message.data ?? {};
       this._track(message.event, data);
-      this._emit(message.event, data);
+      if (this._backlog) this._backlog.push([message.event, data]);
+      else this._emit(message.event, data);
     }
   }
 
@@ -431,6 +452,12 @@ export class PodiumClient {
       this.muted = Boolean(data.muted);
       this._syncMicrophone();
     }
+  }
+
+  _flushBacklog() {
+    const backlog = this._backlog ?? [];
+    this._backlog = null;
+    for (const [name, data] of backlog) this._emit(name, data);
   }
 
   _applyLayout() {
@@ -455,6 +482,7 @@ export class PodiumClient {
     }
     this.pc?.close();
     this._releaseMicrophone();
+    this._flushBacklog();
     this._resolveClosed(this.closedReason);
     this._emit("close", { reason: this.closedReason });
   }

@@ -38,7 +38,7 @@ from tests.media import ToneTrack, dominant_frequency, record, tone_level_db
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_TONE = 1000.0  # Hz, the fake microphone's WAV
 PYTHON_TONE = 440.0  # Hz, the Python speaker's track
-SCENARIO_TIMEOUT = 45.0
+SCENARIO_TIMEOUT = 30.0
 STEP_TIMEOUT_MS = 10_000
 SETTLE = 12_000  # samples (0.25 s) dropped from recordings: jitter buffer, decoder start
 
@@ -78,8 +78,9 @@ async () => {
   await stream.return();
   let refused = null;
   try { await client.acceptInvite(); } catch (error) { refused = [error.name, error.code]; }
+  const levels = Object.fromEntries(await client.levels());
   return { sent: sent.message.text, seen: seen.text, streamed: first.value.data.text, refused,
-           pong: typeof (await client.ping()).time };
+           pong: typeof (await client.ping()).time, levels };
 }
 """
 
@@ -311,6 +312,7 @@ async def stage_flow(env: Env) -> dict[str, Any]:
     await env.shot(guest, "stage-09-guest-muted-by-host", shots)
     await env.shot(host, "stage-10-host-view", shots)
     guest_mic_enabled = await guest.evaluate("window.podiumDemo.client.microphone.enabled")
+    server_speaking = await host.evaluate("window.podiumDemo.state.serverSpeaking")
     await guest.context.close()
     await host.context.close()
     return {
@@ -319,6 +321,7 @@ async def stage_flow(env: Env) -> dict[str, Any]:
         "chat_from_browser": from_browser,
         "muted_event": muted,
         "guest_mic_enabled_after_mute": guest_mic_enabled,
+        "indicators_from_server": server_speaking,
         "screenshots": shots,
     }
 
