@@ -32,70 +32,47 @@ import os
 import platform
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
+from benchmarks.common import (
+    HOST,
+    Message,
+    Worker,
+    ask,
+    collect,
+    cpu_list,
+    cpu_model,
+    cpu_seconds,
+    cpu_times,
+    free_port,
+    machine_ticks,
+    percentile,
+    rss_mb,
+    server_command,
+    shutdown,
+    sleep_until,
+    spawn,
+    start_server,
+    versions,
+    wait_healthy,
+)
+
 ROOM = "bench"
-HOST = "127.0.0.1"
 FRAME_SAMPLES = 960  # 20 ms at 48 kHz: one Opus packet
 SAMPLE_RATE = 48_000
 MAX_LISTENERS_PER_WORKER = 150  # ~2.5 ms CPU per listener-second: ~40 % of a core each
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 TARGET_CPU_US_PER_PACKET = 20.0
 TARGET_RSS_MB_PER_LISTENER = 0.3
 TARGET_DELIVERED_RATIO = 0.99
-
-Message = dict[str, Any]
-
-
-# ---------------------------------------------------------------------------
-# /proc readings (no psutil: the benchmark adds no dependency)
-# ---------------------------------------------------------------------------
-def cpu_times(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of ``pid``, all its threads (10 ms resolution)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid``, in seconds."""
-    return sum(cpu_times(pid))
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies over all CPUs: tells whether the box itself saturated."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    total = sum(values[:8])  # user nice system idle iowait irq softirq steal
-    idle = values[3] + values[4]
-    return total - idle, total
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (no interpolation: p99 of 100 samples is the 99th)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[rank - 1]
 
 
 # ---------------------------------------------------------------------------
@@ -271,97 +248,13 @@ async def _worker(
 # ---------------------------------------------------------------------------
 # Orchestrator
 # ---------------------------------------------------------------------------
-@dataclass(eq=False)
-class Worker:
-    process: multiprocessing.process.BaseProcess
-    commands: Connection
-    results: Connection
-    pid: int = 0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_healthy(port: int, server: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"server exited with {server.returncode}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=1.0) as r,
-        ):
-            if r.status == 200:
-                return
-        time.sleep(0.1)
-    raise TimeoutError("server did not become healthy")
-
-
-def ask(workers: Sequence[Worker], messages: Sequence[Message], timeout: float) -> list[Message]:
-    """Send one command to each worker; return their replies in worker order."""
-    for worker, message in zip(workers, messages, strict=True):
-        worker.commands.send(message)
-    return collect(workers, timeout)
-
-
-def collect(workers: Sequence[Worker], timeout: float) -> list[Message]:
-    replies: dict[int, Message] = {}
-    by_conn = {id(w.results): i for i, w in enumerate(workers)}
-    deadline = time.monotonic() + timeout
-    while len(replies) < len(workers):
-        remaining = deadline - time.monotonic()
-        pending = [w.results for i, w in enumerate(workers) if i not in replies]
-        ready = wait(pending, timeout=max(0.0, remaining))
-        if not ready:
-            raise TimeoutError(f"{len(pending)} worker(s) did not answer in {timeout:.0f} s")
-        for conn in ready:
-            assert isinstance(conn, Connection)
-            try:
-                replies[by_conn[id(conn)]] = conn.recv()
-            except EOFError as exc:
-                raise RuntimeError("a worker process died") from exc
-    return [replies[i] for i in range(len(workers))]
-
-
-def sleep_until(deadline: float) -> None:
-    while (remaining := deadline - time.monotonic()) > 0:
-        time.sleep(min(remaining, 0.5))
-
-
 def start_worker(ctx: Any, role: str, url: str, secret: str, args: argparse.Namespace) -> Worker:
-    commands_rx, commands_tx = ctx.Pipe(duplex=False)
-    results_rx, results_tx = ctx.Pipe(duplex=False)
-    process = ctx.Process(
-        target=worker_main,
-        args=(role, url, secret, args.client_nice, not args.no_uvloop, commands_rx, results_tx),
-        daemon=True,
+    return spawn(
+        ctx,
+        worker_main,
+        (role, url, secret, args.client_nice, not args.no_uvloop),
+        args.client_cpus,
     )
-    process.start()
-    if args.client_cpus:
-        os.sched_setaffinity(process.pid, args.client_cpus)
-    return Worker(process, commands_tx, results_rx)
-
-
-def versions() -> dict[str, str]:
-    found = {}
-    for package in ("aiortc", "aioice", "pylibsrtp", "av", "uvloop", "numpy"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "absent"
-    return found
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -383,24 +276,8 @@ def measure(args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
     workers_n = args.workers or max(1, math.ceil(n / MAX_LISTENERS_PER_WORKER))
     port = free_port()
     url = f"ws://{HOST}:{port}/rtc"
-    server_cmd = [
-        sys.executable,
-        "-m",
-        args.server_module,
-        "serve",
-        "--dev",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--announce-address",
-        HOST,
-        "--slots",
-        str(args.slots),
-    ]
-    server = subprocess.Popen(
-        server_cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
+    server_cmd = server_command(args.server_module, port, args.slots)
+    server = start_server(server_cmd, log)
     ctx = multiprocessing.get_context("spawn")
     workers: list[Worker] = []
     try:
@@ -635,27 +512,6 @@ def start_profiler(path: Path | None, pid: int, seconds: float) -> subprocess.Po
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def shutdown(workers: Sequence[Worker], server: subprocess.Popen[bytes]) -> None:
-    """Stop workers (briefly gracefully, then by force) and the server; never raises."""
-    live = [w for w in workers if w.process.is_alive()]
-    with contextlib.suppress(Exception):
-        for w in live:
-            w.commands.send({"type": "stop"})
-        collect(live, 10.0)
-    for w in workers:
-        w.process.join(timeout=2.0)
-        if w.process.is_alive():
-            w.process.kill()
-            w.process.join(timeout=2.0)
-    if server.poll() is None:
-        server.terminate()
-        try:
-            server.wait(timeout=10.0)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5.0)
-
-
 def log_line(text: str) -> None:
     print(f"[forwarding] {text}", file=sys.stderr, flush=True)
 
@@ -706,10 +562,6 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"{name:<{width}}  {value}")
     for warning in result["warnings"]:
         print(f"warning: {warning}")
-
-
-def cpu_list(text: str) -> set[int]:
-    return {int(part) for part in text.split(",") if part}
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -23,9 +23,21 @@ class MediaConfig:
     """Yield to the event loop after this many sends of one packet (big rooms)."""
     sender_report_interval: float = 1.0
     """How often each peer gets one RTCP sender report covering its active slots."""
+    mix_speakers: int = 3
+    """Mix mode and recordings: the loudest speakers mixed together."""
+    mix_jitter_delay: float = 0.02
+    """How long a talk spurt is buffered before it is mixed (absorbs jitter, reordering)."""
+    mix_bitrate: int = 32_000
+    """Opus bitrate of each mix (mono)."""
+    auto_mix_audience: int = 500
+    """``auto`` media mode mixes once this many participants are off stage ..."""
+    auto_mix_stage: int = 8
+    """... or this many are on stage (and forwards again below 80 % of both)."""
 
     def __post_init__(self) -> None:
         if self.slot_policy not in ("loudest", "arrival"):
             raise ValueError(f"unknown slot policy {self.slot_policy!r}")
         if self.slots < 1:
             raise ValueError("slots must be at least 1")
+        if self.mix_speakers < 1:
+            raise ValueError("mix_speakers must be at least 1")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sfu.activity import SpeakingChanged
 from sfu.dominant_speaker import DominantSpeakerChanged
+from sfu.mixer import MediaModeChanged
 from sfu.slots import Layout
 
 
@@ -17,4 +18,4 @@ class SlotsChanged:
     slots: Layout
 
 
-RouterEvent = SlotsChanged | SpeakingChanged | DominantSpeakerChanged
+RouterEvent = SlotsChanged | SpeakingChanged | DominantSpeakerChanged | MediaModeChanged

@@ -20,6 +20,7 @@ from sfu.consumer import Consumer
 from sfu.events import RouterEvent, SlotsChanged
 from sfu.forwarder import Forwarder
 from sfu.levels import pcm_level
+from sfu.mixer import Mixer
 from sfu.participant import Participant
 from sfu.producer import Producer
 from sfu.routing import RoutingTable
@@ -43,6 +44,8 @@ class Room:
         self.dropped: Counter[str] = Counter()
         self._events: deque[RouterEvent] = deque()
         self._ranking = Ranking()
+        self.mixer: Mixer | None = None
+        """Set in mix mode: its layouts replace the slot policy's, speakers' packets go to it."""
 
     # -- membership -------------------------------------------------------
     def join(self, participant_id: str, may_publish: bool, now: float) -> Participant:
@@ -85,6 +88,11 @@ class Room:
     def set_muted(self, participant_id: str, muted: bool, now: float) -> None:
         self._update(participant_id, now, muted=muted)
 
+    def set_mixer(self, mixer: Mixer | None, now: float) -> None:
+        """Enter (a Mixer) or leave (None) mix mode: every subscriber's layout changes now."""
+        self.mixer = mixer
+        self._reassign(now)
+
     def _update(self, participant_id: str, now: float, **flags: bool) -> None:
         producer = self.participants[participant_id].producer
         before = producer.routable
@@ -121,6 +129,8 @@ class Room:
             return _NO_TARGETS
         if level is not None:
             self.observer.add_level(participant_id, level, now)
+        if self.mixer is not None:
+            return _NO_TARGETS  # mix mode: the I/O layer hands the packet to the mixer
         targets = self.routing.targets(participant_id)
         if not targets:
             self.dropped["not_selected"] += 1
@@ -143,12 +153,19 @@ class Room:
         if self._rank(now) != self._ranking:
             self._reassign(now)
 
+    @property
+    def ranking(self) -> Ranking:
+        """The slot policy's current ranking (the mixer mixes its head)."""
+        return self._ranking
+
     def _rank(self, now: float) -> Ranking:
         producers = [p.producer for p in self.participants.values() if p.producer.has_uplink]
         return self.policy.rank(producers, self.observer.snapshot, now)
 
     def _reassign(self, now: float, rebuild: bool = False) -> None:
         ranking = self._ranking = self._rank(now)
+        if self.mixer is not None:
+            self.mixer.select(ranking)
         ranked_set = set(ranking.order)
         memo: dict[tuple[Layout, str | None], Layout] = {}
         changed = rebuild
@@ -158,7 +175,10 @@ class Room:
             old = participant.layout
             exclude = participant.id if participant.id in ranked_set else None
             key = (old, exclude)
-            new = memo.get(key)
+            if self.mixer is not None:
+                new: Layout | None = self.mixer.layout(participant.id, len(old))
+            else:
+                new = memo.get(key)
             if new is None:
                 new = memo[key] = assign_slots(old, ranking, exclude)
             if new != old:

@@ -15,6 +15,7 @@ served at ``/openapi.json``; keep the two in step (the tests hold them to it).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 
+from sfu.mixer import MediaMode
 from signaling.config import RoomSettings
 from signaling.errors import PodiumError
 from signaling.openapi import spec
@@ -46,16 +48,18 @@ logger = logging.getLogger(__name__)
 MAX_NAME_LENGTH = 128
 NAME_PATTERN = re.compile(r"[^/\x00-\x1f\x7f]+")
 MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_KEYS = 64
 MAX_TEXT_LENGTH = 2000
 MAX_REASON_LENGTH = 200
 MAX_PAGE_SIZE = 100
-MEDIA_MODES = ("forward",)  # "mix" once the mixer is in
+MEDIA_MODES = tuple(MediaMode)
 LIMITS = {
     "max_participants": (1, 100_000),
     "max_speakers": (1, 100),
     "empty_timeout": (1.0, 7 * 24 * 3600.0),
 }
 DEFAULT_EMPTY_TIMEOUT = 300.0
+ENDING_WAIT = 5.0  # how long a create waits for an ended room of that name to close
 
 # Stage refusals, as HTTP.
 _STATUS = {
@@ -162,7 +166,9 @@ class _Body:
 
     def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
         value = self._get(name, False)
-        if value is not None and value not in choices:
+        if value is None:
+            return None
+        if not isinstance(value, str) or value not in choices:
             _bad(name, f"must be one of {', '.join(choices)}")
         return value
 
@@ -172,6 +178,8 @@ class _Body:
             return None
         if not isinstance(value, dict):
             _bad(name, "must be a JSON object")
+        if len(value) > MAX_METADATA_KEYS:
+            _bad(name, f"must have at most {MAX_METADATA_KEYS} properties")
         if len(json.dumps(value)) > MAX_METADATA_BYTES:
             _bad(name, f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
         return value
@@ -194,7 +202,7 @@ def _no_constants(name: str) -> NoReturn:
 async def _read_body(request: web.Request, allowed: tuple[str, ...]) -> _Body:
     raw = await request.read()  # over client_max_size: 413
     if not raw.strip():
-        return _Body({}, allowed)
+        _bad("body", "is required: a JSON object")
     try:
         data = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
@@ -247,6 +255,15 @@ class ServerApi:
     def __init__(self, server: PodiumServer) -> None:
         self.server = server
         self._spec = spec()
+        # (method, path template) -> its query parameters, straight from the document.
+        self._query = {
+            (method.upper(), path): {
+                p["name"] for p in op.get("parameters", ()) if p["in"] == "query"
+            }
+            for path, ops in self._spec["paths"].items()
+            for method, op in ops.items()
+            if method != "parameters"
+        }
 
     def install(self, app: web.Application) -> None:
         app.middlewares.append(json_errors)
@@ -266,6 +283,8 @@ class ServerApi:
                 web.post(participant + "/mute", self._mute_participant),
                 web.post(room + "/messages", self._send_message),
                 web.get(room + "/attendance", self._attendance, allow_head=False),
+                web.post(room + "/recording", self._start_recording),
+                web.delete(room + "/recording", self._stop_recording),
             ]
         )
 
@@ -285,6 +304,25 @@ class ServerApi:
         grant = grant or self._authenticate(request)
         if not grant.allows(room):
             raise ApiError(403, "not_permitted", f"this token administers room {grant.room!r} only")
+        self._check_query(request)
+
+    def _check_query(self, request: web.Request) -> None:
+        """Unknown or repeated query parameters are refused: a typo must not be ignored."""
+        info = request.match_info.route.resource
+        template = info.canonical if info is not None else request.path
+        allowed = self._query.get((request.method, template), set())
+        for name in request.query:
+            if name not in allowed:
+                _bad(name, "unknown query parameter")
+            if len(request.query.getall(name)) > 1:
+                _bad(name, "given more than once")
+
+    async def _until_released(self, room: Room, timeout: float = ENDING_WAIT) -> None:
+        deadline = time.monotonic() + timeout
+        while self.server.rooms.get(room.name) is room:
+            if time.monotonic() > deadline:
+                raise ApiError(409, "room_ending", f"room {room.name!r} is ending; retry soon")
+            await asyncio.sleep(0.01)
 
     def _room(self, name: str) -> Room:
         room = self.server.rooms.get(name)
@@ -319,15 +357,13 @@ class ServerApi:
         )
         name = body.name("name", required=True)
         assert name is not None
-        self._authorize(request, name, grant)
+        self._authorize(request, name, grant)  # (no query parameters: any is refused)
         defaults = self.server.config.room
         max_participants = body.number(
             "max_participants", *LIMITS["max_participants"], integer=True
         )
         max_speakers = body.number("max_speakers", *LIMITS["max_speakers"], integer=True)
-        media_mode = body.choice("media_mode", (*MEDIA_MODES, "mix"))
-        if media_mode == "mix":
-            _bad("media_mode", "'mix' is not available yet (mixing is not in); use 'forward'")
+        media_mode = body.choice("media_mode", MEDIA_MODES)
         empty_timeout = body.number("empty_timeout", *LIMITS["empty_timeout"])
         metadata = body.obj("metadata")
         stage = replace(
@@ -344,6 +380,11 @@ class ServerApi:
             metadata=metadata or {},
         )
         existing = self.server.rooms.get(name)
+        if existing is not None and existing.stage.ended:
+            # Ended, its people still being disconnected: replacing it now would leave it
+            # unclosed (no room_finished, media kept). It takes milliseconds.
+            await self._until_released(existing)
+            existing = self.server.rooms.get(name)
         if existing is not None and not existing.stage.ended:
             if existing.settings != settings:
                 raise ApiError(
@@ -355,8 +396,11 @@ class ServerApi:
 
     async def _list_rooms(self, request: web.Request) -> web.Response:
         grant = self._authenticate(request)
+        self._check_query(request)
         limit = _query_int(request, "limit", 1, MAX_PAGE_SIZE, 50)
         after = request.query.get("cursor")
+        if after == "":
+            _bad("cursor", "must not be empty (leave it out for the first page)")
         names = sorted(
             name
             for name, room in self.server.rooms.items()
@@ -388,6 +432,24 @@ class ServerApi:
         room = self._room(request.match_info["room"])
         records = [attendance_info(r) for r in room.stage.attendance()]
         return web.json_response({"room": room.name, "records": records})
+
+    async def _start_recording(self, request: web.Request) -> web.Response:
+        self._authorize(request, request.match_info["room"])
+        room = self._room(request.match_info["room"])
+        try:
+            started = room.start_recording(by="")
+        except PodiumError as error:
+            raise ApiError(409, error.code, error.message) from error
+        return web.json_response(started, status=201)
+
+    async def _stop_recording(self, request: web.Request) -> web.Response:
+        self._authorize(request, request.match_info["room"])
+        room = self._room(request.match_info["room"])
+        try:
+            finished = await room.stop_recording(by="")
+        except PodiumError as error:
+            raise ApiError(409, error.code, error.message) from error
+        return web.json_response(finished)
 
     async def _send_message(self, request: web.Request) -> web.Response:
         self._authorize(request, request.match_info["room"])
@@ -483,8 +545,8 @@ class ServerApi:
         if ban_text not in ("true", "false"):
             _bad("ban", "must be true or false")
         reason = request.query.get("reason", "")
-        if len(reason) > MAX_REASON_LENGTH:
-            _bad("reason", f"must be at most {MAX_REASON_LENGTH} characters")
+        if "reason" in request.query and not 0 < len(reason) <= MAX_REASON_LENGTH:
+            _bad("reason", f"must be 1 to {MAX_REASON_LENGTH} characters")
         room, member = self._target(request)
         now = time.time()
         room.apply(

@@ -12,9 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from sfu.config import MediaConfig
-from signaling.config import IceServer, ServerConfig
+from sfu.mixer import MediaMode
+from signaling.config import IceServer, RoomSettings, ServerConfig, WebhookConfig
 from signaling.roles import Role
-from signaling.tokens import mint_token
+from signaling.tokens import ALL_ROOMS, mint_admin_token, mint_token
 
 DEV_API_KEY = "devkey"
 DEV_API_SECRET = "devsecret-change-me-0123456789abcdef"  # fixed so dev tokens survive restarts
@@ -42,8 +43,12 @@ def _serve(args: argparse.Namespace) -> None:
         host=args.host or ("127.0.0.1" if args.dev else "0.0.0.0"),
         port=args.port,
         media=MediaConfig(slots=args.slots, announce_addresses=addresses),
+        room=RoomSettings(media_mode=args.media_mode),
+        recordings_dir=args.recordings_dir,
         ice_servers=ice,
         serve_demo=args.dev,
+        webhooks=WebhookConfig(urls=tuple(args.webhook_url or ())),
+        metrics_port=args.metrics_port,
     )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -79,6 +84,11 @@ async def _run(config: ServerConfig, dev: bool) -> None:
 
 def _token(args: argparse.Namespace) -> None:
     key, secret = _credentials(args)
+    if args.admin:  # for the server API: one room, or all of them
+        print(mint_admin_token(key, secret, room=args.room or ALL_ROOMS, ttl=args.ttl))
+        return
+    if not args.room or not args.identity:
+        sys.exit("podium token: --room and --identity are required (unless --admin)")
     metadata = {
         k: v
         for k, v in (
@@ -119,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP/WebSocket port")
     serve.add_argument("--slots", type=int, default=3, help="receive slots per participant")
     serve.add_argument(
+        "--media-mode",
+        choices=list(MediaMode),
+        default=MediaMode.FORWARD.value,
+        help="rooms forward up to --slots streams, send one mix, or mix when large (auto)",
+    )
+    serve.add_argument("--recordings-dir", help="hosts may record rooms (Ogg/Opus) into this")
+    serve.add_argument(
         "--announce-address",
         action="append",
         help="ICE host candidate address (repeatable; 'auto' = this machine's interfaces)",
@@ -126,12 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--ice-server", action="append", help="STUN/TURN URL handed to clients (repeatable)"
     )
+    serve.add_argument(
+        "--webhook-url", action="append", help="POST room events here (repeatable; docs/api.md)"
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, help="also serve /metrics, /healthz, /readyz on this port"
+    )
     serve.set_defaults(func=_serve)
 
     token = commands.add_parser("token", help="mint an access token (development)")
     credentials(token)
-    token.add_argument("--room", required=True)
-    token.add_argument("--identity", required=True)
+    token.add_argument(
+        "--admin", action="store_true", help="a server-API token (for --room, or every room)"
+    )
+    token.add_argument("--room")
+    token.add_argument("--identity")
     token.add_argument("--name")
     token.add_argument("--role", choices=[r.value for r in Role], default=Role.LISTENER.value)
     token.add_argument("--headline")
@@ -139,7 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--profile-url")
     token.add_argument("--ttl", type=float, default=6 * 3600, help="validity in seconds")
     token.set_defaults(func=_token)
+
+    bench = commands.add_parser(  # every argument goes to benchmarks.load, --help included
+        "bench", help="load-test a server (python -m benchmarks.load)", prefix_chars="+"
+    )
+    bench.add_argument("bench_args", nargs="*")
+    bench.set_defaults(func=_bench)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> None:
+    """The load generator lives in the source tree's benchmarks/, not in the wheel."""
+    if os.path.isfile(os.path.join("benchmarks", "load.py")):  # run from a checkout
+        sys.path.insert(0, os.getcwd())
+    try:
+        from benchmarks.load import main as bench_main
+    except ImportError:
+        sys.exit(
+            "podium bench: the load generator is in the source tree (benchmarks/load.py);"
+            " run it from a checkout: pip install -e '.[bench]' && podium bench --help"
+        )
+    sys.exit(bench_main(args.bench_args))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

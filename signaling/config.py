@@ -40,7 +40,7 @@ class RoomSettings:
     empty_timeout: float = 30.0
     """Seconds an empty room lives on (its bans with it) before it is closed."""
     media_mode: str = "forward"
-    """How audio reaches listeners; only ``forward`` (SFU) until mixing lands."""
+    """How audio reaches listeners: ``forward`` (SFU), ``mix`` or ``auto`` (sfu.mixer.MediaMode)."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
     """The platform's own data about a room made through the server API."""
 
@@ -84,5 +84,9 @@ class ServerConfig:
     outbox_limit: int = 512
     """Queued outbound messages per client before it is dropped as too slow."""
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    recordings_dir: str | None = None
+    """Where ``start_recording`` writes Ogg/Opus files; recording is refused when unset."""
+    metrics_port: int | None = None
+    """Also serve ``/metrics`` (and the health checks) on this port; 0 picks a free one."""
     serve_demo: bool = False
     """Serve the demo page and the ``/dev/token`` endpoint (``--dev`` only: anyone may mint)."""

@@ -38,6 +38,10 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_REACTION = "unsupported_reaction"
     NO_SUCH_MESSAGE = "no_such_message"
     NOTHING_PINNED = "nothing_pinned"
+    # Recording.
+    RECORDING_UNAVAILABLE = "recording_unavailable"
+    ALREADY_RECORDING = "already_recording"
+    NOT_RECORDING = "not_recording"
 
 
 class PodiumError(Exception):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sfu.mixer import MediaMode
 from signaling.roles import Role
 
 VERSION = "1.0.0"
 ROLES = [str(r) for r in Role]
+MEDIA_MODES = [str(m) for m in MediaMode]
 NAME = {
     "type": "string",
     "minLength": 1,
@@ -76,7 +78,7 @@ LIMIT_PARAM = _param(
     "limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}, "page size"
 )
 CURSOR_PARAM = _param(
-    "cursor", "query", {"type": "string"}, "the previous page's next_cursor, unchanged"
+    "cursor", "query", {"type": "string", "minLength": 1}, "the previous page's next_cursor"
 )
 
 
@@ -103,26 +105,37 @@ ATTENDANCE = {
 
 
 def _schemas() -> dict[str, Any]:
+    # What a create may ask for; rooms made by a join carry the server's defaults,
+    # which need not be within these bounds (``RoomSettings`` describes both).
+    wanted = {
+        "max_participants": {"type": "integer", "minimum": 1, "maximum": 100_000},
+        "max_speakers": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100,
+            "description": "hosts, moderators and speakers together",
+        },
+        "media_mode": {
+            "type": "string",
+            "enum": MEDIA_MODES,
+            "description": "'forward' (SFU: up to K streams per listener), 'mix' (one mixed "
+            "stream; speakers hear everyone but themselves) or 'auto' (mix while the "
+            "audience or the stage is large)",
+        },
+        "empty_timeout": {
+            "type": "number",
+            "minimum": 1,
+            "maximum": 604800,
+            "default": 300,
+            "description": "seconds an empty room lives on, also before its first join",
+        },
+    }
     settings = _obj(
         {
-            "max_participants": {"type": "integer", "minimum": 1, "maximum": 100_000},
-            "max_speakers": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 100,
-                "description": "hosts, moderators and speakers together",
-            },
-            "media_mode": {
-                "type": "string",
-                "enum": ["forward"],
-                "description": "'forward' (SFU); 'mix' is refused until mixing lands",
-            },
-            "empty_timeout": {
-                "type": "number",
-                "minimum": 1,
-                "maximum": 604800,
-                "description": "seconds an empty room lives on, also before its first join",
-            },
+            "max_participants": {"type": "integer", "minimum": 1},
+            "max_speakers": {"type": "integer", "minimum": 1},
+            "media_mode": {"type": "string", "enum": MEDIA_MODES},
+            "empty_timeout": {"type": "number", "minimum": 0},
         }
     )
     participant = _obj(
@@ -174,7 +187,7 @@ def _schemas() -> dict[str, Any]:
         "CreateRoom": _obj(
             {
                 "name": NAME,
-                **settings["properties"],
+                **wanted,
                 "metadata": METADATA,
             },
             required=["name"],
@@ -213,6 +226,20 @@ def _schemas() -> dict[str, Any]:
         },
         "MessageResult": _obj({"recipients": {"type": "integer", "minimum": 0}}),
         "Attendance": _obj({"room": {"type": "string"}, "records": ATTENDANCE}),
+        "RecordingStarted": _obj(
+            {
+                "recording": {"type": "string", "description": "the file's name"},
+                "by": WHO,
+                "at": TIMESTAMP,
+            }
+        ),
+        "RecordingFinished": _obj(
+            {
+                "recording": {"type": "string"},
+                "by": WHO,
+                "duration": {"type": "number", "minimum": 0, "description": "seconds"},
+            }
+        ),
         **_webhook_schemas(),
     }
 
@@ -412,7 +439,10 @@ def _paths() -> dict[str, Any]:
                 "parameters": [
                     _param("ban", "query", {"type": "boolean", "default": False}, "ban too"),
                     _param(
-                        "reason", "query", {"type": "string", "maxLength": 200}, "shown to mods"
+                        "reason",
+                        "query",
+                        {"type": "string", "minLength": 1, "maxLength": 200},
+                        "shown to mods",
                     ),
                 ],
                 "responses": {"204": {"description": "removed"}, **_errors(400, 401, 403, 404)},
@@ -452,6 +482,27 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("Attendance"), "the attendance record"),
                     **_errors(401, 403, 404),
+                },
+            },
+        },
+        "/v1/rooms/{room}/recording": {
+            "parameters": room_path,
+            "post": {
+                "operationId": "startRecording",
+                "summary": "Record the room's mix to an Ogg/Opus file on the server",
+                "description": "Everyone in the room gets recording_started. 409: "
+                "already_recording, or recording_unavailable (no recordings directory).",
+                "responses": {
+                    "201": _json(_ref("RecordingStarted"), "recording"),
+                    **_errors(401, 403, 404, 409),
+                },
+            },
+            "delete": {
+                "operationId": "stopRecording",
+                "summary": "Finish the recording (everyone gets recording_finished)",
+                "responses": {
+                    "200": _json(_ref("RecordingFinished"), "the file is complete"),
+                    **_errors(401, 403, 404, 409),
                 },
             },
         },

@@ -50,6 +50,8 @@ class Action(StrEnum):
     REACT = "react"
     PIN_MESSAGE = "pin_message"  # set or clear the pinned message
     VIEW_ATTENDANCE = "view_attendance"
+    SET_MEDIA_MODE = "set_media_mode"  # forward, mix or auto
+    RECORD = "record"  # start or stop recording the room
 
 
 class Target(Enum):
@@ -110,6 +112,8 @@ _TABLE: dict[Action, tuple[Rule | None, Rule | None, Rule | None, Rule | None]] 
     Action.REACT:            (_ROOM,   _ROOM,             _ROOM,   _ROOM),
     Action.PIN_MESSAGE:      (_ROOM,   _ROOM,             _NO,     _NO),
     Action.VIEW_ATTENDANCE:  (_ROOM,   _ROOM,             _NO,     _NO),
+    Action.SET_MEDIA_MODE:   (_ROOM,   _NO,               _NO,     _NO),
+    Action.RECORD:           (_ROOM,   _NO,               _NO,     _NO),
 }
 # fmt: on
 

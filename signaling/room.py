@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from sfu.activity import SpeakingChanged
 from sfu.dominant_speaker import DominantSpeakerChanged
 from sfu.events import RouterEvent, SlotsChanged
+from sfu.mixer import MIX, MediaMode, MediaModeChanged, is_mix
 from sfu.rtc.media_room import MediaRoom
 from signaling.attendees import AttendeeDelta, AttendeeList
 from signaling.chat import Chat, ChatMessage
 from signaling.config import RoomSettings, ServerConfig
-from signaling.errors import PodiumError
+from signaling.errors import ErrorCode, PodiumError
 from signaling.observer import NO_OBSERVER, RoomObserver
 from signaling.participant import (
     Outbox,
@@ -79,6 +82,7 @@ class Room:
         self.chat = Chat(self.settings.chat)
         self.attendees = AttendeeList(self.settings.attendees)
         self.media = MediaRoom(name, config.media, self._media_event, self._peer_lost)
+        self.media.set_media_mode(MediaMode(self.settings.media_mode))
         self._on_empty = on_empty
         self._attendee_timer: asyncio.TimerHandle | None = None
         self.observer = observer
@@ -91,6 +95,8 @@ class Room:
             "created_at": self.created_at,
             "num_participants": len(self.participants),
             "counts": {str(role): counts.get(role, 0) for role in Role},
+            "media_mode": self.media_mode_info(),
+            "recording": self.media.mixing.recording is not None,
         }
 
     def role(self, identity: str) -> Role:
@@ -232,7 +238,9 @@ class Room:
     def _media_event(self, event: RouterEvent) -> None:
         match event:
             case SlotsChanged(subscriber_id=subscriber, slots=slots):
-                self.send(subscriber, "slots", {"slots": list(slots)})
+                # A speaker's own mix-minus is "the mix" to its client too.
+                layout = [MIX if is_mix(source) else source for source in slots]
+                self.send(subscriber, "slots", {"slots": layout})
             case SpeakingChanged(changes=changes):
                 speakers = [
                     {"participant": c.producer_id, "level": c.level, "speaking": c.speaking}
@@ -241,6 +249,44 @@ class Room:
                 self.broadcast("speaking", {"speakers": speakers})
             case DominantSpeakerChanged(producer_id=dominant, previous=previous):
                 self.broadcast("dominant_speaker", {"participant": dominant, "previous": previous})
+            case MediaModeChanged():
+                self.broadcast("media_mode", self.media_mode_info())
+
+    # -- media mode and recording ------------------------------------------
+    def set_media_mode(self, mode: MediaMode) -> dict[str, Any]:
+        self.media.set_media_mode(mode)  # everyone gets media_mode if anything changed
+        return self.media_mode_info()
+
+    def media_mode_info(self) -> dict[str, Any]:
+        mixing = self.media.mixing
+        return {"mode": str(mixing.mode), "mixing": mixing.active}
+
+    def start_recording(self, by: str) -> dict[str, Any]:
+        """Record the room's mix to a new file; everyone is told (``by`` "" is the platform)."""
+        directory = self.config.recordings_dir
+        if directory is None:
+            raise PodiumError(ErrorCode.RECORDING_UNAVAILABLE, "this server keeps no recordings")
+        if self.media.mixing.recording is not None:
+            raise PodiumError(ErrorCode.ALREADY_RECORDING, "the room is being recorded already")
+        path = Path(directory) / recording_name(self.name, time.time())
+        try:
+            recording = self.media.mixing.start_recording(path)
+        except OSError as exc:
+            logger.error("room %s: cannot record to %s: %s", self.name, path, exc)
+            refused = PodiumError(ErrorCode.RECORDING_UNAVAILABLE, "cannot write the recording")
+            raise refused from exc
+        info = {"recording": path.name, "by": by, "at": recording.started_at}
+        self.broadcast("recording_started", info)
+        return info
+
+    async def stop_recording(self, by: str) -> dict[str, Any]:
+        recording = self.media.mixing.recording
+        if recording is None:
+            raise PodiumError(ErrorCode.NOT_RECORDING, "the room is not being recorded")
+        duration = await self.media.mixing.stop_recording()
+        info = {"recording": recording.path.name, "by": by, "duration": round(duration, 3)}
+        self.broadcast("recording_finished", info)
+        return info
 
     async def _peer_lost(self, identity: str, state: str) -> None:
         logger.info("room %s: %s's peer connection %s", self.name, identity, state)
@@ -273,6 +319,13 @@ class Room:
             "stage": _jsonable(self.stage.snapshot()),
             "media": self.media.dump(),
         }
+
+
+def recording_name(room: str, at: float) -> str:
+    """A file name unique to this recording that says which room and when (UTC)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", room)[:64]
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(at))
+    return f"{safe}-{stamp}-{secrets.token_hex(3)}.ogg"
 
 
 def delta_info(delta: AttendeeDelta) -> dict[str, Any]:

@@ -11,10 +11,13 @@ from aiohttp import web
 
 from sfu.rtc import selfcheck
 from sfu.rtc.setup import configure
-from signaling.config import ServerConfig
+from signaling.api import ServerApi
+from signaling.config import RoomSettings, ServerConfig
 from signaling.demo import demo_routes
+from signaling.metrics import ServerMetrics
 from signaling.room import Room
 from signaling.session import Session
+from signaling.webhooks import Webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +31,12 @@ class PodiumServer:
         self.errors: Counter[str] = Counter()
         self._empty_timers: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Future[None]] = set()
+        self.webhooks = Webhooks(config)
         self.app = web.Application()
         self.app.add_routes([web.get("/rtc", self._rtc), web.get("/healthz", self._healthz)])
+        ServerApi(self).install(self.app)  # /v1/... and /openapi.json
+        self.metrics = ServerMetrics(self)
+        self.metrics.install(self.app)  # /metrics, /readyz
         if config.serve_demo:  # development only: /dev/token mints tokens for anyone
             self.app.add_routes(demo_routes(config))
         self._runner: web.AppRunner | None = None
@@ -37,6 +44,7 @@ class PodiumServer:
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
+        await self.webhooks.start()
         self._runner = web.AppRunner(self.app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -44,17 +52,21 @@ class PodiumServer:
         if self.config.port == 0:
             self.port = self._runner.addresses[0][1]
         logger.info("Podium listening on %s", self.url)
+        await self.metrics.start()
 
     async def stop(self) -> None:
+        await self.metrics.stop()  # not ready from here on
         for timer in self._empty_timers.values():
             timer.cancel()
         self._empty_timers.clear()
-        for room in list(self.rooms.values()):
+        rooms = list(self.rooms.values())
+        self.rooms.clear()  # first: a room emptied by closing must not be released (closed) again
+        for room in rooms:
             await room.close("server_shutdown")
-        self.rooms.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.webhooks.close()  # after the rooms: their room_finished goes out too
 
     @property
     def url(self) -> str:
@@ -65,17 +77,27 @@ class PodiumServer:
         """The live room called ``name``; created by its first join."""
         room = self.rooms.get(name)
         if room is None or room.stage.ended:
-            room = self.rooms[name] = Room(name, self.config, self.room_idle)
+            room = self.rooms[name] = Room(
+                name, self.config, self.room_idle, observer=self.webhooks
+            )
         timer = self._empty_timers.pop(name, None)
         if timer is not None:
             timer.cancel()
+        return room
+
+    async def create_room(self, name: str, settings: RoomSettings) -> Room:
+        """A room made ahead of its first join (server API): it waits ``empty_timeout`` for one."""
+        room = self.rooms[name] = Room(
+            name, self.config, self.room_idle, settings=settings, observer=self.webhooks
+        )
+        await self.room_idle(room)
         return room
 
     async def room_idle(self, room: Room) -> None:
         """An ended room closes at once, an empty one after ``empty_timeout`` (so do its bans)."""
         if room.participants:
             return
-        if room.stage.ended or self.config.room.empty_timeout <= 0:
+        if room.stage.ended or room.settings.empty_timeout <= 0:
             await self.release_if_empty(room)
             return
 
@@ -85,7 +107,7 @@ class PodiumServer:
             closing.add_done_callback(self._closing.discard)
 
         loop = asyncio.get_running_loop()
-        self._empty_timers[room.name] = loop.call_later(self.config.room.empty_timeout, release)
+        self._empty_timers[room.name] = loop.call_later(room.settings.empty_timeout, release)
 
     async def release_if_empty(self, room: Room) -> None:
         if self.rooms.get(room.name) is room and not room.participants:
@@ -94,6 +116,7 @@ class PodiumServer:
             if timer is not None:
                 timer.cancel()
             await room.close("room_closed")
+            self.metrics.room_closed(room)
 
     # -- accounting ------------------------------------------------------
     def count_error(self, code: str) -> None:

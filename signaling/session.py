@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from sfu.mixer import MediaMode
 from sfu.rtc.peer import NegotiationError
 from signaling.attendees import AttendeePage
 from signaling.errors import PodiumError
@@ -130,7 +131,9 @@ class Session:
         request: Request | None = None
         try:
             request = parse_request(raw, HANDLER_TYPES, self.server.config.max_message_bytes)
+            self.server.metrics.request_started(self, request.type)
             result = await HANDLERS[request.type](self, request)
+            self.server.metrics.request_done(self, request.type)
             self.send(encode_response(request.id, result))
             if self.leaving:  # reply first, then release everything
                 room, participant = self.require_joined()
@@ -306,6 +309,28 @@ async def _pin_message(session: Session, request: Request) -> Mapping[str, Any]:
     return {}
 
 
+# -- media mode and recording ------------------------------------------------
+async def _set_media_mode(session: Session, request: Request) -> Mapping[str, Any]:
+    room, participant = session.require_joined()
+    name = field(request.data, "mode", str)
+    if name not in tuple(MediaMode):
+        raise PodiumError("invalid_request", f"mode must be one of {', '.join(MediaMode)}")
+    room.stage.authorize(participant.id, Action.SET_MEDIA_MODE)
+    return room.set_media_mode(MediaMode(name))
+
+
+async def _start_recording(session: Session, request: Request) -> Mapping[str, Any]:
+    room, participant = session.require_joined()
+    room.stage.authorize(participant.id, Action.RECORD)
+    return room.start_recording(participant.id)
+
+
+async def _stop_recording(session: Session, request: Request) -> Mapping[str, Any]:
+    room, participant = session.require_joined()
+    room.stage.authorize(participant.id, Action.RECORD)
+    return await room.stop_recording(participant.id)
+
+
 HANDLERS: dict[str, Handler] = {
     "join": _join,
     "offer": _offer,
@@ -319,6 +344,9 @@ HANDLERS: dict[str, Handler] = {
     "send_chat": _send_chat,
     "react": _react,
     "pin_message": _pin_message,
+    "set_media_mode": _set_media_mode,
+    "start_recording": _start_recording,
+    "stop_recording": _stop_recording,
 }
 HANDLER_TYPES = frozenset(HANDLERS)
 

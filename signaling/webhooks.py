@@ -224,8 +224,10 @@ class _Sender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
-            for task in list(self._tasks):
+            tasks = list(self._tasks)
+            for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _deliver(self, http: aiohttp.ClientSession, delivery: Delivery) -> None:
         event = delivery.event
@@ -395,6 +397,8 @@ class Webhooks(RoomObserver):
         self.emit(room, "participant_left", {"participant": participant.id, "reason": reason})
 
     def room_finished(self, room: Room, reason: str) -> None:
+        if room.sid not in self._seq:  # no URLs, or told twice
+            return
         ended_by = self._ended_by.pop(room.sid, None)
         if room.stage.ended:
             why = "ended"

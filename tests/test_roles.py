@@ -67,6 +67,8 @@ EXPECTED: dict[Action, dict[Role, frozenset[Kind]]] = {
     Action.REACT: dict.fromkeys(Role, frozenset({ROOM})),
     Action.PIN_MESSAGE: {H: frozenset({ROOM}), M: frozenset({ROOM})},
     Action.VIEW_ATTENDANCE: {H: frozenset({ROOM}), M: frozenset({ROOM})},
+    Action.SET_MEDIA_MODE: {H: frozenset({ROOM})},
+    Action.RECORD: {H: frozenset({ROOM})},
 }
 
 # Permitted, but the target's role makes the request meaningless.
@@ -122,6 +124,11 @@ CALLS: dict[Action, tuple[Call, type | None]] = {
         lambda r, a, t, role: r.stage.authorize(a, Action.VIEW_ATTENDANCE),
         None,
     ),
+    Action.SET_MEDIA_MODE: (
+        lambda r, a, t, role: r.stage.authorize(a, Action.SET_MEDIA_MODE),
+        None,
+    ),
+    Action.RECORD: (lambda r, a, t, role: r.stage.authorize(a, Action.RECORD), None),
 }
 SELF_ONLY = {Action.RAISE_HAND, Action.ACCEPT_INVITE, Action.DECLINE_INVITE}
 ROOM_WIDE = {
@@ -130,6 +137,8 @@ ROOM_WIDE = {
     Action.REACT,
     Action.PIN_MESSAGE,
     Action.VIEW_ATTENDANCE,
+    Action.SET_MEDIA_MODE,
+    Action.RECORD,
 }
 
 

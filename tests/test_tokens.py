@@ -56,7 +56,7 @@ def test_round_trip_carries_identity_profile_room_and_role() -> None:
         ("", "token_invalid"),
         (
             jwt.encode(
-                {"iss": "k1", "sub": "a", "room": "r", "exp": time.time() + 60, "role": "king"},
+                {"iss": "k1", "sub": "a", "room": "r", "exp": time.time() + 86400, "role": "king"},
                 KEYS["k1"],
                 algorithm="HS256",
             ),
@@ -64,7 +64,7 @@ def test_round_trip_carries_identity_profile_room_and_role() -> None:
         ),
         (
             jwt.encode(
-                {"iss": "k1", "sub": "a", "room": "r", "exp": time.time() + 60},
+                {"iss": "k1", "sub": "a", "room": "r", "exp": time.time() + 86400},
                 KEYS["k1"],
                 algorithm="HS512",
             ),

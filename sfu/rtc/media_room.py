@@ -20,11 +20,15 @@ from aiortc.rtp import RtpPacket
 
 from sfu.activity import ActivityObserver
 from sfu.config import MediaConfig
+from sfu.consumer import Consumer
 from sfu.events import RouterEvent
+from sfu.mixer import MediaMode
 from sfu.room import Room
 from sfu.rtc.levels import PcmDecoder
+from sfu.rtc.mixing import MixingEngine
 from sfu.rtc.peer import MediaPeer, NegotiationError
 from sfu.rtc.setup import rtc_configuration
+from sfu.rtc.stats import DurationHistogram
 from sfu.slots import ArrivalOrderPolicy, LoudestPolicy, SlotPolicy
 
 logger = logging.getLogger(__name__)
@@ -51,10 +55,12 @@ class MediaRoom:
         self.config = config
         self.peers: dict[str, MediaPeer] = {}
         self.stats: Counter[str] = Counter()
+        self.forward_time = DurationHistogram()  # one fan-out per inbound packet
         self._decoders: dict[str, PcmDecoder] = {}
         self._on_event = on_event
         self._on_peer_lost = on_peer_lost
         self._tasks: list[asyncio.Task[None]] = []
+        self.mixing = MixingEngine(self.room, config, self._fanout, on_event)
 
     # -- membership (called by the session layer) ------------------------
     def join(self, participant_id: str, may_publish: bool) -> None:
@@ -104,15 +110,22 @@ class MediaRoom:
         self.room.set_muted(participant_id, muted, time.monotonic())
         self._deliver()
 
+    def set_media_mode(self, mode: MediaMode) -> None:
+        """Forward, mix or auto, live: slot 0 switches to the mix (or back), no renegotiation."""
+        self.mixing.set_mode(mode, time.monotonic())
+        self._deliver()
+
     async def leave(self, participant_id: str) -> None:
         self.room.leave(participant_id, time.monotonic())
         self._decoders.pop(participant_id, None)
+        self.mixing.remove(participant_id)
         self._deliver()
         await self._close_peer(participant_id)
 
     async def close(self) -> None:
         for pid in list(self.room.participants):
             await self.leave(pid)
+        await self.mixing.close()  # finishes a recording's file
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -121,23 +134,44 @@ class MediaRoom:
 
     # -- packet path -----------------------------------------------------
     async def _forward(self, participant_id: str, packet: RtpPacket) -> None:
+        started = time.perf_counter()
         ext = packet.extensions.audio_level
         level = ext[1] if ext is not None else None
         payload = packet.payload
         now = time.monotonic()
+        stats = self.stats
+        stats["packets_in"] += 1
+        stats["bytes_in"] += len(payload)
         targets = self.room.on_rtp(participant_id, level, len(payload), now)
         if level is None and payload and self.room.wants_pcm(participant_id):
             self._decode_for_levels(participant_id, payload, now)
+        self.mixing.push(participant_id, packet, now)
         if not targets:
             return
         seq, ts, marker = packet.sequence_number, packet.timestamp, bool(packet.marker)
+        await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
+        self.forward_time.observe(time.perf_counter() - started)
+
+    async def _fanout(
+        self,
+        source: str,
+        targets: tuple[Consumer, ...],
+        seq: int,
+        ts: int,
+        marker: bool,
+        payload: bytes,
+        level: int | None,
+        now: float,
+    ) -> None:
+        """Write one packet of ``source`` (a speaker, or a mix) to each of its slots."""
+        stats = self.stats
         chunk = self.config.fanout_chunk
         sent = failed = 0
         for i, consumer in enumerate(targets, 1):
             sink = consumer.sink
             if sink is None:  # subscriber's transport not up yet
                 continue
-            data = consumer.forwarder.rewrite(participant_id, seq, ts, marker, payload, level, now)
+            data = consumer.forwarder.rewrite(source, seq, ts, marker, payload, level, now)
             try:
                 sink(data)
                 sent += 1
@@ -145,7 +179,6 @@ class MediaRoom:
                 failed += 1
             if i % chunk == 0:
                 await asyncio.sleep(0)
-        stats = self.stats
         stats["packets_out"] += sent
         stats["bytes_out"] += sent * len(payload)
         if failed:
@@ -192,7 +225,9 @@ class MediaRoom:
                 logger.exception("periodic media job failed")
 
     def _tick(self) -> None:
-        self.room.tick(time.monotonic())
+        now = time.monotonic()
+        self.room.tick(now)
+        self.mixing.review(now)
         self._deliver()
 
     def _sender_reports(self) -> None:
@@ -204,4 +239,5 @@ class MediaRoom:
         data = self.room.dump()
         data["peers"] = {pid: p.connection_state for pid, p in self.peers.items()}
         data["stats"] = dict(self.stats)
+        data["mixing"] = self.mixing.dump()
         return data

@@ -85,6 +85,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         instance=True,
     ),
     Requirement(
+        "aiortc.rtcrtpsender",
+        "RTCRtpSender",
+        "__stats",
+        "read subscribers' receiver reports for the RTCP metrics",
+        instance=True,
+    ),
+    Requirement(
         "aiortc.rtcrtptransceiver",
         "RTCRtpTransceiver",
         "_offerDirection",
