@@ -1353,7 +1353,7 @@ def table_rows(result: Message) -> Iterator[tuple[str, str]]:
     if "churn" in result:
         c = result["churn"]
         yield (
-            "churn: joins, join p99 ms, RSS MB",
+            "churn: joins (all), join p99 ms, RSS MB",
             f"{c['joins']}, {c['join_ms_p99']}, {c['server_rss_mb_before']}"
             f" -> {c['server_rss_mb_after']}",
         )

@@ -65,6 +65,14 @@ class Forwarder:
             + payload
         )
 
+    def detach(self) -> None:
+        """The slot's source changed: whoever comes next (even the same speaker back
+        after a gap) continues the stream from here instead of jumping by the packets
+        dropped meanwhile."""
+        if self.source is not None:
+            self.switches += 1
+            self.source = None
+
     def _resync(self, source: str, sequence_number: int, timestamp: int, now: float) -> None:
         if self.last_time is None:
             step = _DEFAULT_FRAME

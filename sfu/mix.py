@@ -73,13 +73,12 @@ class Limiter:
             ramp = np.full(n, target, dtype=np.float32)
             length = min(self._attack, n)
             ramp[:length] = np.linspace(start, target, length, endpoint=False, dtype=np.float32)
-            end = target
-        else:  # release: back towards the target, exponentially
-            end = target - (target - start) * math.exp(-n / self._sample_rate / self._release)
-            ramp = np.linspace(start, end, n, dtype=np.float32)
-        self.gain = end
-        if start != 1.0 or end != 1.0:
             samples *= ramp
+            self.gain = target
+        elif start < 1.0:  # release: back towards the target, exponentially
+            end = target - (target - start) * math.exp(-n / self._sample_rate / self._release)
+            samples *= np.linspace(start, end, n, dtype=np.float32)
+            self.gain = end if end < 0.9999 else 1.0
         return self._soft_knee(samples)
 
     def _soft_knee(self, samples: Pcm) -> Pcm:

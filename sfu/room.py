@@ -183,7 +183,9 @@ class Room:
                 new = memo[key] = assign_slots(old, ranking, exclude)
             if new != old:
                 for consumer, source in zip(participant.consumers, new, strict=True):
-                    consumer.source = source
+                    if consumer.source != source:
+                        consumer.source = source
+                        consumer.forwarder.detach()
                 self._events.append(SlotsChanged(participant.id, new))
                 changed = True
         if changed:

@@ -446,7 +446,7 @@ class ServerApi:
         self._authorize(request, request.match_info["room"])
         room = self._room(request.match_info["room"])
         try:
-            finished = await room.stop_recording(by="")
+            finished = room.stop_recording(by="")
         except PodiumError as error:
             raise ApiError(409, error.code, error.message) from error
         return web.json_response(finished)

@@ -136,6 +136,9 @@ class ServerMetrics:
         self._joins: weakref.WeakKeyDictionary[Session, float] = weakref.WeakKeyDictionary()
         self._rooms: dict[int, _RoomCounters] = {}  # by id(stats): held, so never reused
         self._retired = _Totals()
+        self._folded: weakref.WeakValueDictionary[int, Counter[str]] = (
+            weakref.WeakValueDictionary()
+        )  # rooms already in _retired, so a late room_closed cannot count one twice
         self._uplink_prior: weakref.WeakKeyDictionary[StreamStatistics, tuple[int, int]] = (
             weakref.WeakKeyDictionary()
         )
@@ -218,10 +221,12 @@ class ServerMetrics:
         self._track(room)
 
     # -- reading -------------------------------------------------------------
-    def _track(self, room: Room) -> _RoomCounters:
+    def _track(self, room: Room) -> _RoomCounters | None:
         media = room.media
         key = id(media.stats)
         known = self._rooms.get(key)
+        if known is None and self._folded.get(key) is media.stats:
+            return None
         if known is None:
             known = self._rooms[key] = _RoomCounters(
                 media.stats, media.room.dropped, media.forward_time
@@ -234,7 +239,9 @@ class ServerMetrics:
         for room in self.server.rooms.values():
             self._track(room)
         for key in [k for k in self._rooms if k not in live]:
-            self._retired.add(self._rooms.pop(key))  # closed: its counts are final
+            closed = self._rooms.pop(key)
+            self._retired.add(closed)  # closed: its counts are final
+            self._folded[key] = closed.stats
         totals = _Totals()
         totals.counters.update(self._retired.counters)
         totals.dropped.update(self._retired.dropped)

@@ -279,11 +279,11 @@ class Room:
         self.broadcast("recording_started", info)
         return info
 
-    async def stop_recording(self, by: str) -> dict[str, Any]:
+    def stop_recording(self, by: str) -> dict[str, Any]:
         recording = self.media.mixing.recording
         if recording is None:
             raise PodiumError(ErrorCode.NOT_RECORDING, "the room is not being recorded")
-        duration = await self.media.mixing.stop_recording()
+        duration = self.media.mixing.stop_recording()
         info = {"recording": recording.path.name, "by": by, "duration": round(duration, 3)}
         self.broadcast("recording_finished", info)
         return info

@@ -328,7 +328,7 @@ async def _start_recording(session: Session, request: Request) -> Mapping[str, A
 async def _stop_recording(session: Session, request: Request) -> Mapping[str, Any]:
     room, participant = session.require_joined()
     room.stage.authorize(participant.id, Action.RECORD)
-    return await room.stop_recording(participant.id)
+    return room.stop_recording(participant.id)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -63,3 +63,14 @@ def test_level_extension_written_when_negotiated() -> None:
     f = Forwarder(ssrc=1, payload_type=96, level_ext_id=1)
     data = f.rewrite("a", 1, 1, False, b"p", 17, 0.0)
     assert parse_header(data, level_ext_id=1).audio_level == 17
+
+
+def test_same_source_back_after_a_gap_continues_without_a_sequence_jump() -> None:
+    f = fwd()
+    out(f, "a", 10, 1000, 0.0)
+    out(f, "a", 11, 1960, 0.02)
+    f.detach()  # the slot lost "a" (not selected) while it sent 25 more packets
+    h = out(f, "a", 37, 1960 + 26 * 960, 0.54)
+    assert (h.sequence_number, h.marker) == (102, True)  # no 25-packet "loss"
+    assert h.timestamp == 5000 + 960 + round(0.52 * 48000)
+    assert f.switches == 1

@@ -202,3 +202,25 @@ async def test_signaling_counts_health_and_readiness(metrics_server: PodiumServe
         await server.metrics.stop()  # the first step of server.stop(): shutdown has begun
         async with http.get(f"{base}/readyz") as r:
             assert r.status == 503 and (await r.json())["ready"] is False
+
+
+async def test_counters_survive_closed_rooms_and_are_never_counted_twice(
+    metrics_server: PodiumServer,
+) -> None:
+    server, metrics = metrics_server, metrics_server.metrics
+    room = server.room("gone")
+    room.media.stats["packets_out"] += 5
+    room.media.room.dropped["muted"] += 2
+    assert metrics.totals().counters["packets_out"] == 5
+    del server.rooms["gone"]  # closing: a scrape folds it into the totals ...
+    assert metrics.totals().counters["packets_out"] == 5
+    metrics.room_closed(room)  # ... and the late hook must not add it again
+    totals = metrics.totals()
+    assert totals.counters["packets_out"] == 5 and totals.dropped["muted"] == 2
+    never_scraped = server.room("brief")
+    never_scraped.media.stats["packets_out"] += 3
+    del server.rooms["brief"]
+    metrics.room_closed(never_scraped)  # lived and closed between two scrapes
+    assert metrics.totals().counters["packets_out"] == 8
+    await room.close("test")
+    await never_scraped.close("test")

@@ -83,9 +83,10 @@ async def test_loud_overlapping_voices_are_limited_not_wrapped(
     server: PodiumServer, connect: Connect
 ) -> None:
     a = await connect("a", "host", publish=ToneTrack(A, 0.9))
+    await mix_mode(a, a)  # the others join a room that mixes already
     await connect("b", "speaker", publish=ToneTrack(B, 0.9))  # together: peaks near 1.8
     listener = await connect("listener")
-    await mix_mode(a, listener)
+    await eventually(lambda: slot_sources(listener) == ["mix", None, None])
     (heard,) = await listen(1.5, listener)
     assert float(np.max(np.abs(heard))) <= 1.0
     assert tone_level_db(heard, A) > -15 and tone_level_db(heard, B) > -15

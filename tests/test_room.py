@@ -123,3 +123,16 @@ def test_a_leaving_listener_leaves_the_routing_table() -> None:
     member(room, "l2", False, 2.0)
     room.leave("l1", 3.0)
     assert [c.subscriber_id for c in room.on_rtp("s1", None, 10, 4.0)] == ["l2"]
+
+
+def test_a_slot_that_loses_and_regains_its_speaker_resyncs_its_forwarder() -> None:
+    room = Room("r")
+    member(room, "s1", True, 0.0)
+    member(room, "l1", False, 1.0)
+    slot = room.participants["l1"].consumers[0]
+    slot.forwarder.rewrite("s1", 100, 0, False, b"x", None, 1.0)
+    room.set_muted("s1", True, 2.0)
+    assert slot.forwarder.source is None
+    room.set_muted("s1", False, 3.0)
+    data = slot.forwarder.rewrite("s1", 150, 48000, False, b"x", None, 3.0)
+    assert (data[2] << 8 | data[3]) == (slot.forwarder.initial_sequence + 1) & 0xFFFF

@@ -125,7 +125,7 @@ class MediaRoom:
     async def close(self) -> None:
         for pid in list(self.room.participants):
             await self.leave(pid)
-        await self.mixing.close()  # finishes a recording's file
+        self.mixing.close()  # finishes a recording's file
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
