@@ -16,8 +16,8 @@ position advances with the RTP timestamps, one window per tick:
 
 Latency only ever grows when packets arrive in a burst (after a stall, or a
 sender clock running fast); it is brought back by skipping the oldest audio:
-at once when more than ``max_delay`` piles up, else when for a whole second
-no packet was played less than a frame later than it needed to be.
+at once when more than ``max_delay`` piles up, else once a second by as many
+whole frames as the promptest packet of that second waited beyond ``delay``.
 """
 
 from __future__ import annotations
@@ -226,10 +226,10 @@ class JitterBuffer:
             return
         skip_to = None
         if self._waits >= _ADAPT_PACKETS:
-            # A packet waits `delay`, plus up to a tick until the next one: the rest is backlog.
-            excess = self._min_wait - self.delay - FRAME / self._clock_rate
-            if excess >= FRAME / self._clock_rate:
-                skip_to = self._played_to + round(excess * self._clock_rate)
+            # Play whole frames earlier while the promptest packet still waits `delay`.
+            frames = int((self._min_wait - self.delay) * self._clock_rate / self._last_samples)
+            if frames > 0:
+                skip_to = self._played_to + frames * self._last_samples
             self._min_wait, self._waits = float("inf"), 0
         newest_seq, newest_ts = self._ref
         if newest_ts - self._played_to > self._max_depth:

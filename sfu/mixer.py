@@ -195,9 +195,7 @@ class Mixdown:
             content = voices - {output.exclude} if output.exclude is not None else voices
             if content:
                 self._heard[source] = tick
-            elif not output.continuous and tick - self._heard.get(source, -self.tail - 1) > (
-                self.tail
-            ):
+            elif not output.continuous and tick > self._heard.get(source, -self.tail) + self.tail:
                 continue  # nobody heard for a while: send nothing
             same = by_content.get(content)
             if same is not None:
