@@ -31,7 +31,7 @@ from aiortc import (
 from aiortc.rtp import RtpPacket
 
 from sfu.rtc.setup import configure, numpy_audio_level
-from sfu.rtc.tracks import ParkedTrack, tap_receiver
+from sfu.rtc.tracks import ParkedTrack, park_rtcp, tap_receiver
 from sfu.rtp import AUDIO_LEVEL_URI
 from signaling.errors import PodiumError
 
@@ -67,6 +67,7 @@ class PodiumClient:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._uplink_parked: ParkedTrack | None = None
+        self._uplink_rtcp: asyncio.Future[None] | None = None
         self._reader = asyncio.create_task(self._read_loop())
 
     # -- connecting ------------------------------------------------------
@@ -130,7 +131,10 @@ class PodiumClient:
         # The uplink m-line is always offered, so a later promotion needs no SDP.
         if publish is None:
             publish = self._uplink_parked = ParkedTrack()
-        pc.addTransceiver(publish, direction="sendonly")
+            self._uplink_rtcp = asyncio.get_running_loop().create_future()
+        uplink = pc.addTransceiver(publish, direction="sendonly").sender
+        if self._uplink_rtcp is not None:
+            park_rtcp(uplink, resume=self._uplink_rtcp)  # no reports about nothing sent
         receivers = []
         for index in range(int(self.join_info["slots"])):
             receiver = pc.addTransceiver("audio", direction="recvonly").receiver
@@ -164,6 +168,8 @@ class PodiumClient:
         sender.replaceTrack(track)
         if parked is not None:
             parked.release()
+        if self._uplink_rtcp is not None and not self._uplink_rtcp.done():
+            self._uplink_rtcp.set_result(None)
 
     # -- requests and events ---------------------------------------------
     async def request(self, kind: str, timeout: float = 10.0, **data: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ core and changes with no SDP at all: the slot's SSRC stays, its source moves.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import time
@@ -23,12 +22,11 @@ from aiortc import (
 )
 from aiortc.clock import current_ntp_time
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
 from sfu.consumer import Sink
 from sfu.forwarder import Forwarder
-from sfu.rtc.tracks import ParkedTrack, RtpHandler, tap_receiver
+from sfu.rtc.tracks import ParkedTrack, RtpHandler, park_rtcp, tap_receiver
 from sfu.rtp import AUDIO_LEVEL_URI
 
 
@@ -97,7 +95,7 @@ class MediaPeer:
             elif offered == "sendonly" and len(self._slots) < max_slots:
                 transceiver.direction = "sendonly"
                 transceiver.sender.replaceTrack(ParkedTrack())  # never released
-                _park_rtcp(transceiver.sender)
+                park_rtcp(transceiver.sender)  # send_sender_reports does its job
                 self._slots.append((transceiver, self._forwarder(transceiver)))
             else:
                 transceiver.direction = "inactive"
@@ -138,7 +136,7 @@ class MediaPeer:
         ntp = current_ntp_time()
         reports: list[RtcpSrPacket] = []
         for _, fwd in self._slots:
-            if self._reported.get(fwd.ssrc) == fwd.packets:
+            if self._reported.get(fwd.ssrc, 0) == fwd.packets:
                 continue
             self._reported[fwd.ssrc] = fwd.packets
             info = RtcpSenderInfo(
@@ -180,18 +178,3 @@ def _make_sink(dtls: RTCDtlsTransport, rtcp: bool) -> Sink:
         sendto(protect(data), addr)
 
     return sink
-
-
-def _park_rtcp(sender: RTCRtpSender) -> None:
-    """Keep aiortc's per-sender RTCP loop idle; ``send_sender_reports`` does its job."""
-    started: asyncio.Event = sender._RTCRtpSender__rtcp_started  # type: ignore[attr-defined]
-    exited: asyncio.Event = sender._RTCRtpSender__rtcp_exited  # type: ignore[attr-defined]
-
-    async def parked() -> None:
-        started.set()
-        try:
-            await asyncio.get_running_loop().create_future()  # until stop() cancels it
-        finally:
-            exited.set()
-
-    sender._run_rtcp = parked  # type: ignore[method-assign]

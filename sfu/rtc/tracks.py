@@ -13,6 +13,7 @@ from aiortc import MediaStreamTrack, RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket
 
 from sfu.rtp import OPUS_CLOCK_RATE
@@ -45,6 +46,29 @@ def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
 
     receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
     receiver.receive = receive  # type: ignore[method-assign]
+
+
+def park_rtcp(sender: RTCRtpSender, resume: asyncio.Future[None] | None = None) -> None:
+    """Keep aiortc's RTCP loop of ``sender`` idle (until ``resume`` is resolved).
+
+    aiortc sends a sender report every second from every sender, even one that
+    has sent nothing: a server pays for each of those per listener.  Call
+    before the sender starts (negotiation).
+    """
+    started: asyncio.Event = sender._RTCRtpSender__rtcp_started  # type: ignore[attr-defined]
+    exited: asyncio.Event = sender._RTCRtpSender__rtcp_exited  # type: ignore[attr-defined]
+    run = sender._run_rtcp
+
+    async def parked() -> None:
+        started.set()
+        try:  # until resumed, or cancelled by stop(); shielded: stop() must not cancel ``resume``
+            await asyncio.shield(resume or asyncio.get_running_loop().create_future())
+        except BaseException:
+            exited.set()
+            raise
+        await run()
+
+    sender._run_rtcp = parked  # type: ignore[method-assign]
 
 
 class ParkedTrack(MediaStreamTrack):
