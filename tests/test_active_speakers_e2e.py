@@ -66,25 +66,28 @@ async def test_six_speakers_three_slots_follow_the_talkers(
         # Slots follow the change within 500 ms ...
         await asyncio.sleep(max(0.0, start + 0.5 - time.monotonic()))
         assert talkers <= in_slots(listener), (phase, in_slots(listener))
-        # ... and by the end of the phase carry exactly the talkers, audibly.
+        # ... and listeners hear exactly the talkers, each in the slot named for it. (A
+        # speaker who just stopped may still hold a slot for speaker_hold: it is silent.)
         await asyncio.sleep(max(0.0, start + PHASE - 1.0 - time.monotonic()))
         layout = [s.participant for s in listener.slots]
         await asyncio.sleep(0.8)
-        assert layout == [s.participant for s in listener.slots], phase  # stable meanwhile
-        assert in_slots(listener) == talkers, (phase, in_slots(listener))
+        for before, after in zip(layout, [s.participant for s in listener.slots], strict=True):
+            assert before == after or before not in talkers, phase  # talkers stay put
+        assert talkers <= in_slots(listener), (phase, in_slots(listener))
         window = (start + PHASE - 0.9, start + PHASE - 0.2)
         for who, recorder in zip(layout, recorders, strict=True):
             samples = recorder.between(*window)
             for pid, freq in FREQS.items():
                 if pid not in talkers:
                     assert tone_level_db(samples, freq) < -45, (phase, who, pid)
-            if who is not None:
+            if who in talkers:
                 assert abs(dominant_frequency(samples) - FREQS[who]) < 10, (phase, who)
         # Speaking indicators match the script.
         assert {pid for pid, on in shown.items() if on} == talkers, (phase, shown)
 
     media = server.rooms["room1"].media.room
     assert media.dropped["not_selected"] > 0  # silent speakers' packets stopped before fan-out
+    assert in_slots(listener) <= SCRIPT[-1] | SCRIPT[-2]  # nobody silent for long is routed
     watcher.cancel()
     for recorder in recorders:
         recorder.stop()
