@@ -23,6 +23,10 @@ async def test_one_speaker_one_listener(server: PodiumServer, connect: Connect) 
     assert "a=group:BUNDLE" in answer and "a=rtcp-mux" in answer
     assert "G722" not in answer and "PCMU" not in answer  # forwarded Opus only
 
+    # The server never decodes what it forwards: its uplink receiver has no decoder thread.
+    uplink = server.rooms["room1"].media.peers["alice"].pc.getTransceivers()[0].receiver
+    assert uplink._RTCRtpReceiver__decoder_thread is None  # type: ignore[attr-defined]
+
     # Every inbound packet's RFC 6464 level reaches the core: a -6 dBFS tone reads ~ 9 dBov.
     producer = server.rooms["room1"].media.room.participants["alice"].producer
     assert producer.packets > 50 and producer.level_time is not None

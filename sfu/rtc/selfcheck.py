@@ -30,8 +30,28 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "aiortc.rtcrtpreceiver",
         "RTCRtpReceiver",
-        "_RTCRtpReceiver__stop_decoder",
-        "stop the receiver's decoder thread",
+        "__started",
+        "start a receiver without its decoder thread",
+        instance=True,
+    ),
+    Requirement(
+        "aiortc.rtcrtpreceiver",
+        "RTCRtpReceiver",
+        "__rtcp_task",
+        "start a receiver's RTCP reports without its decoder thread",
+        instance=True,
+    ),
+    Requirement(
+        "aiortc.rtcrtpreceiver",
+        "RTCRtpReceiver",
+        "_run_rtcp",
+        "start a receiver's RTCP reports without its decoder thread",
+    ),
+    Requirement(
+        "aiortc.rtcdtlstransport",
+        "RTCDtlsTransport",
+        "_register_rtp_receiver",
+        "route a started receiver's RTP to the tap",
     ),
     Requirement(
         "aiortc.rtcrtpreceiver",
@@ -113,6 +133,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         instance=True,
     ),
     Requirement("aiortc.codecs", "", "CODECS", "advertise Opus with DTX and in-band FEC"),
+    Requirement(
+        "aiortc.rtcdtlstransport",
+        "RTCCertificate",
+        "_cert",
+        "share one DTLS certificate per process",
+        instance=True,
+    ),
 )
 
 

@@ -8,11 +8,18 @@ clients alike); call ``configure`` once at start-up.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import aioice.ice
 import aiortc.rtp
 import av
-from aiortc import RTCConfiguration, RTCIceServer, RTCRtpCodecParameters
+from aiortc import (
+    RTCCertificate,
+    RTCConfiguration,
+    RTCDtlsFingerprint,
+    RTCIceServer,
+    RTCRtpCodecParameters,
+)
 from aiortc.codecs import CODECS
 
 from sfu.levels import pcm_level
@@ -61,8 +68,43 @@ def numpy_audio_level() -> None:
     aiortc.rtp.compute_audio_level_dbov = compute_audio_level_dbov
 
 
+class _SharedCertificate(RTCCertificate):
+    """One DTLS certificate for the whole process, as mediasoup (per worker) and Janus do.
+
+    aiortc makes a key pair and certificate for every peer connection and
+    recomputes its fingerprints on every offer/answer: a join storm pays for
+    both each time.  Renewed a day before it expires.
+    """
+
+    _current: _SharedCertificate | None = None
+    _fingerprints: list[RTCDtlsFingerprint] | None = None
+
+    def getFingerprints(self) -> list[RTCDtlsFingerprint]:
+        if self._fingerprints is None:
+            self._fingerprints = super().getFingerprints()
+        return self._fingerprints
+
+    @classmethod
+    def current(cls) -> _SharedCertificate:
+        cert = cls._current
+        if cert is None or cert.expires - datetime.now(UTC) < timedelta(days=1):
+            fresh = _generate_certificate()
+            cert = cls._current = cls(key=fresh._key, cert=fresh._cert)
+        return cert
+
+
+_generate_certificate = RTCCertificate.generateCertificate
+
+
+def share_dtls_certificate() -> None:
+    RTCCertificate.generateCertificate = classmethod(  # type: ignore[method-assign,assignment]
+        lambda cls: _SharedCertificate.current()
+    )
+
+
 def configure(addresses: Sequence[str]) -> None:
     opus_only()
+    share_dtls_certificate()
     announce_addresses(addresses)
 
 

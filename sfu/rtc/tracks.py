@@ -25,8 +25,9 @@ _FRAME = OPUS_CLOCK_RATE // 50  # 20 ms
 def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
     """Hand decrypted, parsed packets to ``on_rtp`` instead of the jitter buffer.
 
-    The receiver's decoder thread is stopped as soon as aiortc starts it, and
-    the statistics behind its RTCP receiver reports are still fed, so the
+    The receiver is started without its decoder thread (aiortc would start
+    one per receiver, and stopping it joins the thread on the event loop),
+    and the statistics behind its RTCP receiver reports are still fed, so the
     remote sender keeps getting truthful loss/jitter reports.
     """
     streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
@@ -38,11 +39,13 @@ def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
         stats.add(packet)
         await on_rtp(packet)
 
-    start = receiver.receive
-
     async def receive(parameters: RTCRtpReceiveParameters) -> None:
-        await start(parameters)
-        receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+        """``RTCRtpReceiver.receive`` less the codec table and the decoder thread."""
+        if receiver._RTCRtpReceiver__started:  # type: ignore[attr-defined]
+            return
+        receiver.transport._register_rtp_receiver(receiver, parameters)
+        receiver._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(receiver._run_rtcp())  # type: ignore[attr-defined]
+        receiver._RTCRtpReceiver__started = True  # type: ignore[attr-defined]
 
     receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
     receiver.receive = receive  # type: ignore[method-assign]
