@@ -151,10 +151,10 @@ class Cycles:
 
 def encode_cycles(publishers: int, seed: int = 1) -> Cycles:
     """Speech-like loud frames (a gliding tone in noise, syllable envelope) and quiet noise."""
-    import av
     import numpy as np
 
     from sfu.levels import pcm_level
+    from sfu.rtc.mixing import MixEncoder
 
     rng = np.random.default_rng(seed)
     payloads: list[tuple[bytes, ...]] = []
@@ -173,22 +173,11 @@ def encode_cycles(publishers: int, seed: int = 1) -> Cycles:
             else:
                 signal_ = 0.0008 * noise
             pcm = (np.clip(signal_, -1, 1) * 32767).astype(np.int16)
-            codec = av.CodecContext.create("libopus", "w")
-            codec.sample_rate = SAMPLE_RATE
-            codec.layout = "mono"
-            codec.format = "s16"
-            codec.bit_rate = 32_000
-            codec.options = {"application": "voip"}
-            codec.open()
+            encoder = MixEncoder(32_000)
             frames = pcm.reshape(-1, FRAME_SAMPLES)
-            out: list[bytes] = []
-            for i in range(len(frames) + 4):  # a few extra frames flush the lookahead
-                frame = av.AudioFrame.from_ndarray(
-                    frames[i % len(frames)].reshape(1, -1), format="s16", layout="mono"
-                )
-                frame.sample_rate = SAMPLE_RATE
-                frame.pts = i * FRAME_SAMPLES
-                out.extend(bytes(packet) for packet in codec.encode(frame))
+            # A few extra frames flush the encoder's lookahead.
+            encoded = (encoder.encode(frames[i % len(frames)]) for i in range(len(frames) + 4))
+            out = [packet for packet in encoded if packet is not None]
             payloads.append(tuple(out[:CYCLE]))
             levels.append(tuple(pcm_level(f) for f in frames))
     return Cycles(tuple(payloads), tuple(levels))

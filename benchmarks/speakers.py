@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-import av
 import numpy as np
 
 from sfu.dominant_speaker import DominantSpeakerDetector
 from sfu.levels import FRAME, LevelDetector, SpeakingIndicators, pcm_level
+from sfu.rtc.mixing import MixEncoder
 
 RATE = 48_000
 FRAME_SAMPLES = round(RATE * FRAME)
@@ -192,20 +192,9 @@ def synthesize(rng: np.random.Generator, speaker: Speaker, seconds: float) -> np
 
 def encode(track: np.ndarray) -> tuple[list[int], list[int]]:
     """Opus-encode 20 ms frames; return each packet's RFC 6464 level and size."""
-    codec = av.CodecContext.create("libopus", "w")
-    codec.sample_rate = RATE
-    codec.layout = "mono"
-    codec.format = "s16"
-    codec.bit_rate = 32_000
-    codec.options = {"application": "voip"}
-    codec.open()
+    encoder = MixEncoder(32_000)
     frames = track[: track.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
-    sizes: list[int] = []
-    for i, pcm in enumerate(frames):
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = i * FRAME_SAMPLES
-        sizes.extend(packet.size for packet in codec.encode(frame))
+    sizes = [len(p) for p in (encoder.encode(pcm) for pcm in frames) if p is not None]
     # One packet per frame, in order: packet i carries frame i and its level.
     levels = [pcm_level(pcm) for pcm in frames[: len(sizes)]]
     return levels, sizes
