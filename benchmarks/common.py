@@ -90,6 +90,8 @@ def server_command(module: str, port: int, slots: int, *extra: str) -> list[str]
         HOST,
         "--slots",
         str(slots),
+        "--udp-port",
+        "0",
         *extra,
     ]
 

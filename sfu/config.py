@@ -11,6 +11,9 @@ class MediaConfig:
     """Receive slots negotiated per participant: the most speakers one hears at once."""
     announce_addresses: tuple[str, ...] = ("auto",)
     """ICE host-candidate addresses; "auto" means the machine's interfaces."""
+    udp_port: int | None = 0
+    """The one UDP port every peer connection shares (0: the OS picks one at start);
+    None: one OS-chosen port per peer connection, as aioice does by itself."""
     slot_policy: str = "loudest"
     """"loudest": the loudest active speakers (dominant always); "arrival": stage order."""
     speaker_hold: float = 1.5

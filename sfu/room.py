@@ -159,7 +159,7 @@ class Room:
         return self._ranking
 
     def _rank(self, now: float) -> Ranking:
-        producers = [p.producer for p in self.participants.values() if p.producer.has_uplink]
+        producers = [p.producer for p in self.participants.values() if p.producer.routable]
         return self.policy.rank(producers, self.observer.snapshot, now)
 
     def _reassign(self, now: float, rebuild: bool = False) -> None:

@@ -20,6 +20,16 @@ from signaling.tokens import ALL_ROOMS, mint_admin_token, mint_token
 DEV_API_KEY = "devkey"
 DEV_API_SECRET = "devsecret-change-me-0123456789abcdef"  # fixed so dev tokens survive restarts
 DEFAULT_PORT = 7880
+DEFAULT_UDP_PORT = 7882
+
+
+def _udp_port(value: str) -> int | None:
+    if value.lower() == "none":
+        return None
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("a UDP port is 0-65535")
+    return port
 
 
 def _credentials(args: argparse.Namespace) -> tuple[str, str]:
@@ -42,7 +52,7 @@ def _serve(args: argparse.Namespace) -> None:
         api_keys={key: secret},
         host=args.host or ("127.0.0.1" if args.dev else "0.0.0.0"),
         port=args.port,
-        media=MediaConfig(slots=args.slots, announce_addresses=addresses),
+        media=MediaConfig(slots=args.slots, announce_addresses=addresses, udp_port=args.udp_port),
         room=RoomSettings(media_mode=args.media_mode),
         recordings_dir=args.recordings_dir,
         ice_servers=ice,
@@ -139,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--announce-address",
         action="append",
         help="ICE host candidate address (repeatable; 'auto' = this machine's interfaces)",
+    )
+    serve.add_argument(
+        "--udp-port",
+        type=_udp_port,
+        default=DEFAULT_UDP_PORT,
+        help=f"the one UDP port for all ICE/media (default {DEFAULT_UDP_PORT}; 0: any free port;"
+        " 'none': one OS-chosen port per peer connection)",
     )
     serve.add_argument(
         "--ice-server", action="append", help="STUN/TURN URL handed to clients (repeatable)"

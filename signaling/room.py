@@ -22,6 +22,7 @@ from sfu.dominant_speaker import DominantSpeakerChanged
 from sfu.events import RouterEvent, SlotsChanged
 from sfu.mixer import MIX, MediaMode, MediaModeChanged, is_mix
 from sfu.rtc.media_room import MediaRoom
+from sfu.rtc.udp_mux import UdpMux
 from signaling.attendees import AttendeeDelta, AttendeeList
 from signaling.chat import Chat, ChatMessage
 from signaling.config import RoomSettings, ServerConfig
@@ -71,6 +72,7 @@ class Room:
         on_empty: Callable[[Room], Awaitable[None]],
         settings: RoomSettings | None = None,
         observer: RoomObserver = NO_OBSERVER,
+        udp: UdpMux | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -81,7 +83,7 @@ class Room:
         self.stage = Stage(self.settings.stage)
         self.chat = Chat(self.settings.chat)
         self.attendees = AttendeeList(self.settings.attendees)
-        self.media = MediaRoom(name, config.media, self._media_event, self._peer_lost)
+        self.media = MediaRoom(name, config.media, self._media_event, self._peer_lost, udp)
         self.media.set_media_mode(MediaMode(self.settings.media_mode))
         self._on_empty = on_empty
         self._attendee_timer: asyncio.TimerHandle | None = None

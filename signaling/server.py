@@ -10,7 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from sfu.rtc import selfcheck
-from sfu.rtc.setup import configure
+from sfu.rtc.setup import configure, host_addresses
+from sfu.rtc.udp_mux import UdpMux
 from signaling.api import ServerApi
 from signaling.config import RoomSettings, ServerConfig
 from signaling.demo import demo_routes
@@ -41,9 +42,13 @@ class PodiumServer:
             self.app.add_routes(demo_routes(config))
         self._runner: web.AppRunner | None = None
         self.port = config.port
+        port = config.media.udp_port
+        self.udp = None if port is None else UdpMux(host_addresses(), port)
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
+        if self.udp is not None:
+            await self.udp.start()
         await self.webhooks.start()
         self._runner = web.AppRunner(self.app, handle_signals=False)
         await self._runner.setup()
@@ -67,6 +72,8 @@ class PodiumServer:
             await self._runner.cleanup()
             self._runner = None
         await self.webhooks.close()  # after the rooms: their room_finished goes out too
+        if self.udp is not None:
+            self.udp.close()
 
     @property
     def url(self) -> str:
@@ -78,7 +85,7 @@ class PodiumServer:
         room = self.rooms.get(name)
         if room is None or room.stage.ended:
             room = self.rooms[name] = Room(
-                name, self.config, self.room_idle, observer=self.webhooks
+                name, self.config, self.room_idle, observer=self.webhooks, udp=self.udp
             )
         timer = self._empty_timers.pop(name, None)
         if timer is not None:
@@ -88,7 +95,12 @@ class PodiumServer:
     async def create_room(self, name: str, settings: RoomSettings) -> Room:
         """A room made ahead of its first join (server API): it waits ``empty_timeout`` for one."""
         room = self.rooms[name] = Room(
-            name, self.config, self.room_idle, settings=settings, observer=self.webhooks
+            name,
+            self.config,
+            self.room_idle,
+            settings=settings,
+            observer=self.webhooks,
+            udp=self.udp,
         )
         await self.room_idle(room)
         return room
@@ -128,6 +140,7 @@ class PodiumServer:
             "peer_connections": sum(len(r.media.peers) for r in self.rooms.values()),
             "routing_entries": sum(r.media.room.routing.entries for r in self.rooms.values()),
             "errors": dict(self.errors),
+            "udp": self.udp.dump() if self.udp is not None else None,
         }
 
     # -- HTTP handlers ---------------------------------------------------

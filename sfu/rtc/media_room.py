@@ -29,6 +29,7 @@ from sfu.rtc.mixing import MixingEngine
 from sfu.rtc.peer import MediaPeer, NegotiationError
 from sfu.rtc.setup import rtc_configuration
 from sfu.rtc.stats import DurationHistogram
+from sfu.rtc.udp_mux import UdpMux
 from sfu.slots import ArrivalOrderPolicy, LoudestPolicy, SlotPolicy
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class MediaRoom:
         config: MediaConfig,
         on_event: EventHandler,
         on_peer_lost: PeerLostHandler,
+        udp: UdpMux | None = None,
     ) -> None:
         policy: SlotPolicy = (
             LoudestPolicy(hold=config.speaker_hold)
@@ -59,6 +61,7 @@ class MediaRoom:
         self._decoders: dict[str, PcmDecoder] = {}
         self._on_event = on_event
         self._on_peer_lost = on_peer_lost
+        self._udp = udp
         self._tasks: list[asyncio.Task[None]] = []
         self.mixing = MixingEngine(self.room, config, self._fanout, on_event)
 
@@ -78,7 +81,7 @@ class MediaRoom:
         async def handle_state(state: str) -> None:
             await self._peer_state(participant_id, state)
 
-        peer = MediaPeer(participant_id, rtc_configuration(), handle_rtp, handle_state)
+        peer = MediaPeer(participant_id, rtc_configuration(), handle_rtp, handle_state, self._udp)
         self.peers[participant_id] = peer
         try:
             negotiated = await peer.negotiate(offer_sdp, self.config.slots)

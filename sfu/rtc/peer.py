@@ -27,6 +27,7 @@ from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPac
 from sfu.consumer import Sink
 from sfu.forwarder import Forwarder
 from sfu.rtc.tracks import ParkedTrack, RtpHandler, park_rtcp, tap_receiver
+from sfu.rtc.udp_mux import MuxTransport, UdpMux
 from sfu.rtp import AUDIO_LEVEL_URI
 
 
@@ -60,9 +61,11 @@ class MediaPeer:
         configuration: RTCConfiguration,
         on_rtp: RtpHandler,
         on_state: Callable[[str], Awaitable[None]],
+        mux: UdpMux | None = None,
     ) -> None:
         self.participant_id = participant_id
         self.pc = RTCPeerConnection(configuration)
+        self._mux = mux
         self._on_rtp = on_rtp
         self._on_state = on_state
         self._slots: list[tuple[RTCRtpTransceiver, Forwarder]] = []
@@ -83,6 +86,13 @@ class MediaPeer:
         transceivers = self.pc.getTransceivers()
         if not transceivers:
             raise NegotiationError("invalid_sdp", "the offer has no audio m-line")
+        if self._mux is not None:
+            ice = {t.receiver.transport.transport for t in transceivers}
+            if len(ice) != 1:
+                raise NegotiationError(
+                    "invalid_sdp", "the offer must bundle its m-lines (a=group:BUNDLE)"
+                )
+            self._mux.attach(ice.pop().iceGatherer._connection)
         uplink: RTCRtpTransceiver | None = None
         for transceiver in transceivers:
             if transceiver.kind != "audio":
@@ -170,9 +180,12 @@ class MediaPeer:
 
 def _make_sink(dtls: RTCDtlsTransport, rtcp: bool) -> Sink:
     pair = dtls.transport._connection._nominated[1]
-    protect = dtls._tx_srtp.protect_rtcp if rtcp else dtls._tx_srtp.protect
-    sendto = pair.protocol.transport.sendto
+    transport = pair.protocol.transport
     addr = pair.remote_addr
+    if not rtcp and isinstance(transport, MuxTransport) and transport.socket.batch is not None:
+        return transport.socket.batch.srtp_writer(dtls._tx_srtp, addr)
+    protect = dtls._tx_srtp.protect_rtcp if rtcp else dtls._tx_srtp.protect
+    sendto = transport.sendto
 
     def sink(data: bytes) -> None:
         sendto(protect(data), addr)

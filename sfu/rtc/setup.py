@@ -53,6 +53,11 @@ def announce_addresses(addresses: Sequence[str]) -> None:
     aioice.ice.get_host_addresses = host_addresses
 
 
+def host_addresses() -> list[str]:
+    """The addresses host candidates are gathered on (as ``announce_addresses`` set them)."""
+    return aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)
+
+
 def opus_only() -> None:
     """Negotiate Opus alone, with DTX and in-band FEC advertised (never transcoded)."""
     CODECS["audio"][:] = [OPUS]

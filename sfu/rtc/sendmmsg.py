@@ -1,0 +1,192 @@
+"""Batched egress: SRTP-protect each packet in place and send a fan-out with one syscall.
+
+A fan-out of one speaker's packet to N subscribers who share one UDP socket
+(``UdpMux``) is N datagrams to N addresses.  ``SendBatch`` gives every
+subscriber slot a writer that copies the rewritten RTP into a preallocated
+arena, SRTP-protects it there (libsrtp, no intermediate ``bytes``) and queues
+it; the queue goes out in one ``sendmmsg(2)`` at the end of the event-loop
+pass.  Measured on loopback against a protect-then-``sendto`` per subscriber:
+about a third less CPU per forwarded packet, most of it the per-call overhead
+that one syscall and no Python wrapper per packet save (docs/benchmarks.md).
+
+Linux only (``sendmmsg``); elsewhere ``available()`` is false and callers send
+datagram by datagram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import cffi
+from pylibsrtp import Session
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
+
+logger = logging.getLogger(__name__)
+
+SLOT_BYTES = 1500  # one datagram: RTP (≤ 1200 B from any sane Opus sender) + SRTP trailer
+_SRTP_TRAILER = 16 + 128  # pylibsrtp's SRTP_MAX_TRAILER_LEN
+
+_ffi = cffi.FFI()
+_ffi.cdef(
+    """
+    struct iovec { void *iov_base; size_t iov_len; };
+    struct msghdr {
+        void *msg_name; uint32_t msg_namelen;
+        struct iovec *msg_iov; size_t msg_iovlen;
+        void *msg_control; size_t msg_controllen;
+        int msg_flags;
+    };
+    struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
+    int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
+    """
+)
+# Written per datagram with struct.pack_into on the raw arrays: a third of the cost
+# of cffi's attribute access (msg_name + msg_namelen lead struct msghdr).
+_NAME = struct.Struct("@PI")
+_IOV_LEN = struct.Struct("@N")
+_MSG_BYTES = _ffi.sizeof("struct mmsghdr")
+_IOV_BYTES = _ffi.sizeof("struct iovec")
+_IOV_LEN_AT = _ffi.offsetof("struct iovec", "iov_len")
+assert _ffi.offsetof("struct msghdr", "msg_namelen") == _NAME.size - 4
+
+try:
+    _libc: Any = _ffi.dlopen(None)
+    _sendmmsg: Any = _libc.sendmmsg
+except (OSError, AttributeError):  # not Linux/glibc: no batching
+    _sendmmsg = None
+
+Address = tuple[Any, ...]
+Writer = Callable[[bytes], None]
+
+
+def available() -> bool:
+    return _sendmmsg is not None
+
+
+class SrtpError(RuntimeError):
+    """libsrtp refused to protect a packet (e.g. its key expired)."""
+
+
+def sockaddr(addr: Address) -> bytes:
+    """``struct sockaddr_in`` / ``sockaddr_in6`` for ``addr`` (host byte order family)."""
+    host, port = addr[0], addr[1]
+    if ":" in host:
+        return struct.pack("=H", socket.AF_INET6) + struct.pack(
+            "!HI16sI", port, 0, socket.inet_pton(socket.AF_INET6, host), 0
+        )
+    return struct.pack("=H", socket.AF_INET) + struct.pack("!H4s8x", port, socket.inet_aton(host))
+
+
+class SendBatch:
+    """Datagrams queued on one socket during one event-loop pass, flushed by one ``sendmmsg``.
+
+    ``fallback`` sends one datagram the ordinary way (the transport's ``sendto``,
+    which buffers): used for what the kernel would not take at once (EAGAIN).
+    """
+
+    def __init__(
+        self, fd: int, fallback: Callable[[bytes, Address], None], capacity: int = 256
+    ) -> None:
+        self._fd = fd
+        self._fallback = fallback
+        self._capacity = capacity
+        self._arena = _ffi.new("char[]", capacity * SLOT_BYTES)
+        self._view = _ffi.buffer(self._arena)
+        base = int(_ffi.cast("uintptr_t", self._arena))
+        # libsrtp's cffi wants its own pointer type: one per slot, made once.
+        self._slots = [srtp_ffi.cast("char *", base + i * SLOT_BYTES) for i in range(capacity)]
+        self._iov = _ffi.new("struct iovec[]", capacity)
+        self._msgs = _ffi.new("struct mmsghdr[]", capacity)
+        for i in range(capacity):
+            self._iov[i].iov_base = self._arena + i * SLOT_BYTES
+            self._msgs[i].msg_hdr.msg_iov = self._iov + i
+            self._msgs[i].msg_hdr.msg_iovlen = 1
+        self._msg_view = _ffi.buffer(self._msgs)
+        self._iov_view = _ffi.buffer(self._iov)
+        self._dest: list[Address | None] = [None] * capacity
+        # Socket addresses by destination, alive while a queued message may point at one.
+        self._names: dict[Address, tuple[Any, int, int]] = {}
+        self._length = srtp_ffi.new("int *")
+        self._count = 0
+        self._flush_scheduled = False
+        self.datagrams = 0
+        self.syscalls = 0
+        self.errors = 0
+
+    def srtp_writer(self, session: Session, addr: Address) -> Writer:
+        """A writer for one subscriber slot: SRTP-protect with ``session``, send to ``addr``."""
+        context = session._srtp[0]  # see selfcheck.REQUIREMENTS
+        if addr not in self._names:
+            raw = sockaddr(addr)
+            name = _ffi.new("char[]", raw)
+            self._names[addr] = (name, int(_ffi.cast("uintptr_t", name)), len(raw))
+        _, name_at, name_len = self._names[addr]
+        view, slots, dest = self._view, self._slots, self._dest
+        msg_view, iov_view = self._msg_view, self._iov_view
+        set_name, set_len = _NAME.pack_into, _IOV_LEN.pack_into
+        length, protect, capacity = self._length, srtp_lib.srtp_protect, self._capacity
+        limit = SLOT_BYTES - _SRTP_TRAILER
+
+        def write(data: bytes) -> None:
+            size = len(data)
+            if size > limit:
+                raise ValueError("packet is too long")
+            i = self._count
+            if i == capacity:
+                self.flush()
+                i = 0
+            offset = i * SLOT_BYTES
+            view[offset : offset + size] = data
+            length[0] = size
+            if protect(context, slots[i], length):
+                raise SrtpError("srtp_protect failed")
+            set_len(iov_view, i * _IOV_BYTES + _IOV_LEN_AT, length[0])
+            set_name(msg_view, i * _MSG_BYTES, name_at, name_len)
+            dest[i] = addr
+            self._count = i + 1
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self.flush)
+
+        return write
+
+    def flush(self) -> None:
+        """Send everything queued: one syscall unless the kernel pushes back."""
+        self._flush_scheduled = False
+        count, self._count = self._count, 0
+        sent = 0
+        while sent < count:
+            result = _sendmmsg(self._fd, self._msgs + sent, count - sent, 0)
+            self.syscalls += 1
+            if result > 0:
+                sent += result
+                continue
+            code = _ffi.errno
+            if code == errno.EINTR:
+                continue
+            if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS):
+                for i in range(sent, count):  # the transport buffers them
+                    size = self._iov[i].iov_len
+                    start = i * SLOT_BYTES
+                    destination = self._dest[i]
+                    assert destination is not None
+                    self._fallback(bytes(self._view[start : start + size]), destination)
+                sent = count
+                break
+            self.errors += 1  # this one datagram is lost (unreachable etc.); go on
+            logger.debug("sendmmsg to %s failed: %s", self._dest[sent], errno.errorcode.get(code))
+            sent += 1
+        self.datagrams += count
+
+    def forget(self, addr: Address) -> None:
+        """A destination left: drop its cached socket address (after a flush)."""
+        if self._count:
+            self.flush()
+        self._names.pop(addr, None)

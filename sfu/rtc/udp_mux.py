@@ -1,0 +1,242 @@
+"""One UDP port for every peer connection (mediasoup's WebRtcServer, LiveKit's UDP mux).
+
+aioice binds an OS-chosen port per connection: firewalls and containers then
+need the whole ephemeral range open, and a fan-out is N ``sendto`` calls on N
+sockets.  ``UdpMux`` binds one socket per announced address, all on one port,
+and hands each server-side ICE connection a host candidate on it.
+
+Demultiplexing: a datagram from a known remote address goes to the connection
+that address belongs to.  A new address must open with a STUN binding request
+whose USERNAME starts with a registered local ufrag (RFC 8445 7.2.2: every
+check carries it); anything else from an unknown address is dropped and
+counted.  A connection's own checks also claim the addresses they go to, so
+a check response is never lost to a race.  Closing a connection releases its
+ufrag and addresses.
+
+The connection keeps using aioice's ``StunProtocol`` (STUN transactions,
+consent, data delivery); only its transport is a view onto the shared socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, cast
+
+import aioice.ice
+from aioice import stun
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice.utils import random_string
+
+from sfu.rtc.sendmmsg import Address, SendBatch, available
+
+logger = logging.getLogger(__name__)
+
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # a burst of fan-out/ingress; capped by net.core.*mem_max
+
+
+class UdpMux:
+    """The shared UDP sockets of one server process."""
+
+    def __init__(self, addresses: Sequence[str], port: int = 0) -> None:
+        self.addresses = tuple(addresses)
+        self.requested_port = port
+        self.port = port
+        self.sockets: list[MuxSocket] = []
+        self._connections: dict[str, aioice.ice.Connection] = {}
+        self.stats: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        """Bind every address on one port (the first bind picks it when ``port`` is 0)."""
+        loop = asyncio.get_running_loop()
+        try:
+            for address in self.addresses:
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: MuxSocket(self), local_addr=(address, self.port)
+                )
+                self.sockets.append(protocol)
+                self.port = protocol.address[1]
+        except OSError:
+            self.close()
+            raise
+        hosts = ", ".join(s.address[0] for s in self.sockets)
+        logger.info("ICE/media on UDP port %d (%s)", self.port, hosts)
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sockets = []
+
+    # -- connections -------------------------------------------------------
+    def attach(self, connection: aioice.ice.Connection) -> None:
+        """Gather ``connection``'s host candidates on the shared port instead of its own.
+
+        Call before the answer is created: the ufrag that routes new addresses
+        to the connection changes here (aioice draws 4 characters, too few to
+        be unique among thousands of connections).
+        """
+        connection._local_username = random_string(16)
+
+        async def get_component_candidates(
+            component: int, addresses: list[str], timeout: int = 5
+        ) -> list[Candidate]:
+            self._connections[connection.local_username] = connection
+            candidates = []
+            for sock in self.sockets:
+                protocol = aioice.ice.StunProtocol(connection)
+                protocol.connection_made(MuxTransport(sock, protocol))
+                host, port = sock.address[0], sock.address[1]
+                protocol.local_candidate = Candidate(
+                    foundation=candidate_foundation("host", "udp", host),
+                    component=component,
+                    transport="udp",
+                    priority=candidate_priority(component, "host"),
+                    host=host,
+                    port=port,
+                    type="host",
+                )
+                connection._protocols.append(protocol)  # closed with it
+                candidates.append(protocol.local_candidate)
+            return candidates
+
+        # An instance attribute: only this (server-side) connection gathers on the mux.
+        connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]
+
+    def lookup(self, ufrag: str) -> aioice.ice.Connection | None:
+        return self._connections.get(ufrag)
+
+    def detach(self, connection: aioice.ice.Connection) -> None:
+        if self._connections.get(connection.local_username) is connection:
+            del self._connections[connection.local_username]
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "port": self.port,
+            "addresses": [s.address[0] for s in self.sockets],
+            "connections": len(self._connections),
+            "remote_addresses": sum(len(s.routes) for s in self.sockets),
+            "batched_datagrams": sum(s.batch.datagrams for s in self.sockets if s.batch),
+            "sendmmsg_calls": sum(s.batch.syscalls for s in self.sockets if s.batch),
+            **self.stats,
+        }
+
+
+class MuxSocket(asyncio.DatagramProtocol):
+    """One bound socket: routes datagrams by remote address to ICE protocols."""
+
+    def __init__(self, mux: UdpMux) -> None:
+        self.mux = mux
+        self.routes: dict[Address, aioice.ice.StunProtocol] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+        self.address: Address = ("", 0)
+        self.batch: SendBatch | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.address = transport.get_extra_info("sockname")
+        sock = transport.get_extra_info("socket")
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):  # a restricted kernel keeps its default
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+        if available():
+            self.batch = SendBatch(sock.fileno(), transport.sendto)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        addr = (addr[0], addr[1])
+        protocol = self.routes.get(addr)
+        if protocol is None:
+            protocol = self._claim(data, addr)
+            if protocol is None:
+                self.mux.stats["unknown_datagrams"] += 1
+                return
+        # DTLS, SRTP, SRTCP (RFC 7983): skip aioice's attempt to parse them as STUN.
+        if data and data[0] > 3:
+            protocol.receiver.data_received(data, protocol.local_candidate.component)
+        else:
+            protocol.datagram_received(data, addr)
+
+    def _claim(self, data: bytes, addr: Address) -> aioice.ice.StunProtocol | None:
+        """A new remote address: it must open with a check naming one of our ufrags."""
+        if len(data) < 20 or data[0] > 1:  # not STUN (RFC 7983)
+            return None
+        try:
+            message = stun.parse_message(data)
+        except ValueError:
+            return None
+        if message.message_class != stun.Class.REQUEST:
+            return None
+        username = message.attributes.get("USERNAME")
+        if not isinstance(username, str):
+            return None
+        connection = self.mux.lookup(username.partition(":")[0])
+        if connection is None:
+            return None
+        for protocol in connection._protocols:
+            transport = getattr(protocol, "transport", None)
+            if isinstance(transport, MuxTransport) and transport.socket is self:
+                self.route(addr, protocol)
+                return protocol
+        return None
+
+    def route(self, addr: Address, protocol: aioice.ice.StunProtocol) -> None:
+        if addr not in self.routes:
+            self.routes[addr] = protocol
+            if isinstance(protocol.transport, MuxTransport):
+                protocol.transport.remotes.add(addr)
+
+    def release(self, transport: MuxTransport) -> None:
+        for addr in transport.remotes:
+            if self.routes.get(addr) is transport.protocol:
+                del self.routes[addr]
+                if self.batch is not None:
+                    self.batch.forget(addr)
+        transport.remotes.clear()
+
+    def error_received(self, exc: Exception) -> None:
+        self.mux.stats["socket_errors"] += 1
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class MuxTransport(asyncio.DatagramTransport):
+    """What one ICE connection's ``StunProtocol`` sees of the shared socket."""
+
+    def __init__(self, sock: MuxSocket, protocol: aioice.ice.StunProtocol) -> None:
+        super().__init__()
+        self.socket = sock
+        self.protocol = protocol
+        self.remotes: set[Address] = set()
+        self._closing = False
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if self._closing or self.socket.transport is None:
+            return
+        addr = (addr[0], addr[1])
+        if addr not in self.remotes:
+            self.socket.route(addr, self.protocol)  # our own check: its answer is ours
+        self.socket.transport.sendto(data, addr)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return self.socket.address
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.socket.release(self)
+        self.socket.mux.detach(self.protocol.receiver)
+        asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
