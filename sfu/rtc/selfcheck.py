@@ -134,6 +134,34 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     Requirement("aiortc.codecs", "", "CODECS", "advertise Opus with DTX and in-band FEC"),
     Requirement(
+        "aioice.ice",
+        "Connection",
+        "get_component_candidates",
+        "gather a connection's host candidates on the shared UDP port",
+    ),
+    Requirement(
+        "aioice.ice",
+        "Connection",
+        "_protocols",
+        "close a connection's shared-port protocols with it",
+        instance=True,
+    ),
+    Requirement(
+        "aioice.ice",
+        "Connection",
+        "_local_username",
+        "give each connection a ufrag unique on the shared port",
+        instance=True,
+    ),
+    Requirement(
+        "pylibsrtp",
+        "Session",
+        "_srtp",
+        "SRTP-protect forwarded packets in place, in the send batch",
+        instance=True,
+    ),
+    Requirement("pylibsrtp._binding", "lib", "srtp_protect", "protect in place"),
+    Requirement(
         "aiortc.rtcdtlstransport",
         "RTCCertificate",
         "_cert",
@@ -175,5 +203,6 @@ def check() -> None:
         raise SelfCheckError(
             f"aiortc {aiortc.__version__} lacks internals Podium's media adapter uses:\n"
             + "\n".join(lines)
-            + "\nInstall the versions podium-sfu pins (aiortc 1.16.x, aioice 0.13.x)."
+            + "\nInstall the versions podium-sfu pins"
+            " (aiortc 1.16.x, aioice 0.13.x, pylibsrtp 1.0.x)."
         )

@@ -116,13 +116,16 @@ class SendBatch:
         self._length = srtp_ffi.new("int *")
         self._count = 0
         self._flush_scheduled = False
+        self._closed = False
         self.datagrams = 0
         self.syscalls = 0
         self.errors = 0
 
     def srtp_writer(self, session: Session, addr: Address) -> Writer:
         """A writer for one subscriber slot: SRTP-protect with ``session``, send to ``addr``."""
-        context = session._srtp[0]  # see selfcheck.REQUIREMENTS
+        # The owning cdata (freed with the session), not its value: a writer that
+        # outlives its peer connection must not protect with a freed context.
+        srtp = session._srtp  # see selfcheck.REQUIREMENTS
         if addr not in self._names:
             raw = sockaddr(addr)
             name = _ffi.new("char[]", raw)
@@ -138,6 +141,8 @@ class SendBatch:
             size = len(data)
             if size > limit:
                 raise ValueError("packet is too long")
+            if self._closed:
+                raise OSError("the socket is closed")
             i = self._count
             if i == capacity:
                 self.flush()
@@ -145,7 +150,7 @@ class SendBatch:
             offset = i * SLOT_BYTES
             view[offset : offset + size] = data
             length[0] = size
-            if protect(context, slots[i], length):
+            if protect(srtp[0], slots[i], length):
                 raise SrtpError("srtp_protect failed")
             set_len(iov_view, i * _IOV_BYTES + _IOV_LEN_AT, length[0])
             set_name(msg_view, i * _MSG_BYTES, name_at, name_len)
@@ -160,6 +165,8 @@ class SendBatch:
     def flush(self) -> None:
         """Send everything queued: one syscall unless the kernel pushes back."""
         self._flush_scheduled = False
+        if self._closed:  # a flush scheduled before close() found nothing left
+            return
         count, self._count = self._count, 0
         sent = 0
         while sent < count:
@@ -184,6 +191,11 @@ class SendBatch:
             logger.debug("sendmmsg to %s failed: %s", self._dest[sent], errno.errorcode.get(code))
             sent += 1
         self.datagrams += count
+
+    def close(self) -> None:
+        """The socket closes: send what is queued; later writes fail (counted as send errors)."""
+        self.flush()
+        self._closed = True
 
     def forget(self, addr: Address) -> None:
         """A destination left: drop its cached socket address (after a flush)."""

@@ -136,14 +136,14 @@ class MuxSocket(asyncio.DatagramProtocol):
         self.batch: SendBatch | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        self.address = transport.get_extra_info("sockname")
-        sock = transport.get_extra_info("socket")
+        datagrams = self.transport = cast(asyncio.DatagramTransport, transport)
+        self.address = datagrams.get_extra_info("sockname")
+        sock = datagrams.get_extra_info("socket")
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):  # a restricted kernel keeps its default
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
         if available():
-            self.batch = SendBatch(sock.fileno(), transport.sendto)
+            self.batch = SendBatch(sock.fileno(), datagrams.sendto)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         addr = (addr[0], addr[1])
@@ -200,6 +200,8 @@ class MuxSocket(asyncio.DatagramProtocol):
         self.mux.stats["socket_errors"] += 1
 
     def close(self) -> None:
+        if self.batch is not None:
+            self.batch.close()  # before the fd it writes to is gone
         if self.transport is not None:
             self.transport.close()
 

@@ -1,0 +1,199 @@
+"""One UDP port for every peer connection, and the batched SRTP egress behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import struct
+from collections.abc import AsyncIterator
+
+import pytest
+from aioice import stun
+from pylibsrtp import Policy, Session
+
+from sfu.config import MediaConfig
+from sfu.rtc.sendmmsg import SendBatch, available
+from signaling.cli import build_parser
+from signaling.client import PodiumClient
+from signaling.server import PodiumServer
+from tests.conftest import LOOPBACK, Connect, eventually, make_config, token
+from tests.media import ToneTrack, dominant_frequency, record
+
+pytestmark = pytest.mark.skipif(not available(), reason="sendmmsg(2) is Linux-only")
+
+
+def answer_ports(client: PodiumClient) -> set[int]:
+    assert client.pc is not None and client.pc.remoteDescription is not None
+    sdp = client.pc.remoteDescription.sdp
+    return {int(port) for port in re.findall(r"a=candidate:\S+ 1 udp \d+ \S+ (\d+) typ host", sdp)}
+
+
+async def test_every_peer_connection_shares_one_port_and_audio_flows(
+    server: PodiumServer, connect: Connect
+) -> None:
+    assert server.udp is not None
+    port = server.udp.port
+    speaker = await connect("alice", "speaker", publish=ToneTrack(440))
+    listeners = [await connect(f"l{i}") for i in range(3)]
+    for client in (speaker, *listeners):
+        assert answer_ports(client) == {port}
+    for listener in listeners:
+        await eventually(lambda listener=listener: listener.slots[0].participant == "alice")
+        track = listener.slots[0].track
+        assert track is not None
+        samples = await record(track, 1.0)
+        assert abs(dominant_frequency(samples[12000:]) - 440) < 5
+
+    # A fan-out to three subscribers on the shared socket goes out in batches.
+    dump = server.udp.dump()
+    assert dump["connections"] == 4 and dump["remote_addresses"] >= 4
+    assert dump["batched_datagrams"] > 3 * 40
+    assert dump["sendmmsg_calls"] < dump["batched_datagrams"] / 2
+
+    for client in (speaker, *listeners):
+        await client.leave()
+    await eventually(lambda: server.udp is not None and server.udp.dump()["connections"] == 0)
+    assert server.udp.dump()["remote_addresses"] == 0
+
+
+async def test_strangers_on_the_port_are_dropped_and_the_room_goes_on(
+    server: PodiumServer, connect: Connect
+) -> None:
+    assert server.udp is not None
+    speaker = await connect("alice", "speaker", publish=ToneTrack(660))
+    listener = await connect("bob")
+    await eventually(lambda: listener.slots[0].participant == "alice")
+
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind(("127.0.0.1", 0))
+    target = ("127.0.0.1", server.udp.port)
+    check = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    check.attributes["USERNAME"] = "nobody-here:x"
+    check.add_message_integrity(b"wrong password")
+    garbage = [
+        b"",
+        os.urandom(200),
+        bytes([0x80, 111]) + os.urandom(100),  # RTP-looking, from an unknown address
+        bytes(check),  # a check naming no registered ufrag
+        bytes(check)[:10],
+    ]
+    for datagram in garbage:
+        stranger.sendto(datagram, target)
+    await eventually(lambda: server.udp is not None and server.udp.stats["unknown_datagrams"] >= 4)
+
+    track = listener.slots[0].track
+    assert track is not None
+    samples = await record(track, 1.0)
+    assert abs(dominant_frequency(samples[12000:]) - 660) < 5
+    assert server.udp.dump()["connections"] == 2
+    stranger.close()
+    await speaker.leave()
+
+
+@pytest.fixture
+async def per_connection_server() -> AsyncIterator[PodiumServer]:
+    srv = PodiumServer(make_config(media=MediaConfig(announce_addresses=LOOPBACK, udp_port=None)))
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+async def test_per_connection_ports_still_work(per_connection_server: PodiumServer) -> None:
+    server = per_connection_server
+    assert server.udp is None
+    clients = [
+        await PodiumClient.connect(
+            server.url, token("alice", "speaker"), publish=ToneTrack(880), host_addresses=LOOPBACK
+        ),
+        await PodiumClient.connect(server.url, token("bob"), host_addresses=LOOPBACK),
+    ]
+    try:
+        for client in clients:
+            await client.wait_connected()
+        speaker, listener = clients
+        assert answer_ports(speaker) != answer_ports(listener)
+        await eventually(lambda: listener.slots[0].participant == "alice")
+        track = listener.slots[0].track
+        assert track is not None
+        samples = await record(track, 1.0)
+        assert abs(dominant_frequency(samples[12000:]) - 880) < 5
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_fixed_port_from_the_command_line() -> None:
+    assert build_parser().parse_args(["serve", "--dev"]).udp_port == 7882
+    assert build_parser().parse_args(["serve", "--dev", "--udp-port", "none"]).udp_port is None
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    server = PodiumServer(
+        make_config(media=MediaConfig(announce_addresses=LOOPBACK, udp_port=port))
+    )
+    await server.start()
+    try:
+        assert server.udp is not None and server.udp.port == port
+        taken = PodiumServer(
+            make_config(media=MediaConfig(announce_addresses=LOOPBACK, udp_port=port))
+        )
+        with pytest.raises(OSError):
+            await taken.start()
+        await taken.stop()
+    finally:
+        await server.stop()
+
+
+# -- SendBatch ---------------------------------------------------------------
+def srtp_pair() -> tuple[Session, Session]:
+    key = os.urandom(30)
+    tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+    rx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_INBOUND))
+    return tx, rx
+
+
+def rtp(seq: int, payload: bytes) -> bytes:
+    return struct.pack("!BBHII", 0x80, 111, seq, seq * 960, 0x1234) + payload
+
+
+async def test_batch_protects_in_place_and_sends_once_per_loop_pass() -> None:
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.1", 0))
+    receivers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    for r in receivers:
+        r.bind(("127.0.0.1", 0))
+        r.settimeout(2)
+    fallback: list[bytes] = []
+    batch = SendBatch(sender.fileno(), lambda data, addr: fallback.append(data), capacity=4)
+    sessions = [srtp_pair() for _ in receivers]
+    writers = [
+        batch.srtp_writer(tx, r.getsockname())
+        for (tx, _), r in zip(sessions, receivers, strict=True)
+    ]
+    # A destination the kernel refuses (port 0): that datagram is lost, the others go.
+    broken = batch.srtp_writer(srtp_pair()[0], ("127.0.0.1", 0))
+
+    for seq in range(3):  # 3 rounds x 4 datagrams, capacity 4: a full batch flushes inline
+        for i, write in enumerate(writers):
+            write(rtp(seq, bytes([i]) * (50 + seq)))
+        broken(rtp(seq, b"x" * 10))
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+    for i, ((_, rx), r) in enumerate(zip(sessions, receivers, strict=True)):
+        for seq in range(3):
+            packet = rx.unprotect(r.recv(2000))
+            assert packet == rtp(seq, bytes([i]) * (50 + seq))
+    assert batch.datagrams == 12 and batch.errors == 3
+    assert batch.syscalls <= 3 + 3  # one call per pass, plus one more after each refusal
+    assert fallback == []
+    with pytest.raises(ValueError):
+        writers[0](b"\x80" * 1400)
+    batch.close()  # the socket goes: nothing is written to its (maybe reused) fd again
+    with pytest.raises(OSError):
+        writers[0](rtp(9, b"late"))
+    for s in (sender, *receivers):
+        s.close()
