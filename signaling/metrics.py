@@ -39,7 +39,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from sfu.rtc.stats import FORWARD_BUCKETS, DurationHistogram, downlink_reports, uplink_streams
+from sfu.rtc.stats import FORWARD_BUCKETS, DurationHistogram, uplink_streams
 from signaling.errors import ErrorCode
 from signaling.roles import Role
 from signaling.session import HANDLER_TYPES
@@ -321,7 +321,7 @@ class _Collector(Collector):
                     if loss is not None:
                         uplink_loss.append(loss)
                         uplink_jitter.append(stream.jitter / 48_000)
-                for report in downlink_reports(peer.pc):
+                for report in peer.downlink_reports():
                     down_loss.append(report.fraction_lost)
                     down_jitter.append(report.jitter_s)
                     if report.rtt_s is not None:

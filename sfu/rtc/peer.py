@@ -26,9 +26,13 @@ from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPac
 
 from sfu.consumer import Sink
 from sfu.forwarder import Forwarder
+from sfu.rtc.stats import DownlinkReport
 from sfu.rtc.tracks import ParkedTrack, RtpHandler, park_rtcp, tap_receiver
 from sfu.rtc.udp_mux import MuxTransport, UdpMux
-from sfu.rtp import AUDIO_LEVEL_URI
+from sfu.rtcp import ReportBlock, parse_receiver_reports
+from sfu.rtp import AUDIO_LEVEL_URI, OPUS_CLOCK_RATE
+
+RTT_SMOOTHING = 0.85  # weight of the previous estimate, as aiortc's senders smooth theirs
 
 
 class NegotiationError(Exception):
@@ -70,7 +74,10 @@ class MediaPeer:
         self._on_state = on_state
         self._slots: list[tuple[RTCRtpTransceiver, Forwarder]] = []
         self._rtcp_sink: Sink | None = None
-        self._reported: dict[int, int] = {}
+        self._reported: dict[int, int] = {}  # slot SSRC -> packet count in its last SR
+        self._last_sr: dict[int, tuple[int, float]] = {}  # slot SSRC -> (NTP middle 32, time)
+        self._downlink: dict[int, DownlinkReport] = {}  # slot SSRC -> its subscriber's report
+        self._slot_ssrcs: frozenset[int] = frozenset()
         self._cname = f"podium-{participant_id}"
         self.pc.on("connectionstatechange", self._state_changed)
 
@@ -109,6 +116,9 @@ class MediaPeer:
                 self._slots.append((transceiver, self._forwarder(transceiver)))
             else:
                 transceiver.direction = "inactive"
+        self._slot_ssrcs = frozenset(fwd.ssrc for _, fwd in self._slots)
+        for dtls in {t.receiver.transport for t in transceivers}:
+            self._read_receiver_reports(dtls)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         return Negotiated(
@@ -158,18 +168,48 @@ class MediaPeer:
             reports.append(RtcpSrPacket(ssrc=fwd.ssrc, sender_info=info))
         if not reports:
             return
-        # aiortc's senders compute RTT from receiver reports against the last SR they sent.
-        lsr, lsr_time = (ntp >> 16) & 0xFFFFFFFF, time.time()
-        for transceiver, fwd in self._slots:
-            if any(r.ssrc == fwd.ssrc for r in reports):
-                transceiver.sender._RTCRtpSender__lsr = lsr  # type: ignore[attr-defined]
-                transceiver.sender._RTCRtpSender__lsr_time = lsr_time  # type: ignore[attr-defined]
+        sent = ((ntp >> 16) & 0xFFFFFFFF, time.time())  # what a report's LSR field echoes
+        for report in reports:
+            self._last_sr[report.ssrc] = sent
         cname = self._cname.encode()
         sdes = RtcpSdesPacket(
             chunks=[RtcpSourceInfo(ssrc=r.ssrc, items=[(1, cname)]) for r in reports]
         )
         with contextlib.suppress(Exception):  # a transport that just died: nothing to report
             self._rtcp_sink(b"".join(bytes(r) for r in reports) + bytes(sdes))
+
+    def _read_receiver_reports(self, dtls: RTCDtlsTransport) -> None:
+        """Read subscribers' receiver reports ourselves (``sfu.rtcp``); aiortc gets the rest."""
+        aiortc_handler = dtls._handle_rtcp_data
+
+        async def handle_rtcp_data(data: bytes) -> None:
+            blocks = parse_receiver_reports(data)
+            if blocks is None:
+                await aiortc_handler(data)
+            else:
+                self._receiver_reports(blocks, time.time())
+
+        dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
+
+    def _receiver_reports(self, blocks: list[ReportBlock], now: float) -> None:
+        for block in blocks:
+            if block.ssrc not in self._slot_ssrcs:  # about something else (e.g. its uplink)
+                continue
+            previous = self._downlink.get(block.ssrc)
+            rtt = previous.rtt_s if previous is not None else None
+            sent = self._last_sr.get(block.ssrc)
+            if sent is not None and block.lsr == sent[0] and block.dlsr:
+                sample = max(0.0, now - sent[1] - block.dlsr / 65536)
+                rtt = sample if rtt is None else RTT_SMOOTHING * rtt + (1 - RTT_SMOOTHING) * sample
+            self._downlink[block.ssrc] = DownlinkReport(
+                fraction_lost=block.fraction_lost / 256,
+                jitter_s=block.jitter / OPUS_CLOCK_RATE,
+                rtt_s=rtt,
+            )
+
+    def downlink_reports(self) -> list[DownlinkReport]:
+        """The latest receiver report about each slot stream this peer receives from us."""
+        return list(self._downlink.values())
 
     async def _state_changed(self) -> None:
         await self._on_state(self.connection_state)

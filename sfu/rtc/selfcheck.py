@@ -98,18 +98,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         instance=True,
     ),
     Requirement(
-        "aiortc.rtcrtpsender",
-        "RTCRtpSender",
-        "__lsr",
-        "let receiver reports of our SRs yield RTT",
-        instance=True,
-    ),
-    Requirement(
-        "aiortc.rtcrtpsender",
-        "RTCRtpSender",
-        "__stats",
-        "read subscribers' receiver reports for the RTCP metrics",
-        instance=True,
+        "aiortc.rtcdtlstransport",
+        "RTCDtlsTransport",
+        "_handle_rtcp_data",
+        "read subscribers' receiver reports without aiortc's per-packet routing",
     ),
     Requirement(
         "aiortc.rtcrtptransceiver",

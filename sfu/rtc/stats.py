@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from aiortc import RTCPeerConnection
 from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.stats import RTCRemoteInboundRtpStreamStats
 
 FORWARD_BUCKETS: tuple[float, ...] = (
     10e-6,
@@ -70,22 +69,3 @@ def uplink_streams(pc: RTCPeerConnection) -> list[StreamStatistics]:
         if remote:
             streams.extend(remote.values())
     return streams
-
-
-def downlink_reports(pc: RTCPeerConnection, clock_rate: int = 48_000) -> list[DownlinkReport]:
-    """The latest receiver report for each slot stream this peer receives from us."""
-    reports: list[DownlinkReport] = []
-    for transceiver in pc.getTransceivers():
-        stats = getattr(transceiver.sender, "_RTCRtpSender__stats", None)
-        if not stats:
-            continue
-        for entry in list(stats.values()):
-            if isinstance(entry, RTCRemoteInboundRtpStreamStats):
-                reports.append(
-                    DownlinkReport(
-                        fraction_lost=float(entry.fractionLost) / 256.0,
-                        jitter_s=float(entry.jitter) / clock_rate,
-                        rtt_s=entry.roundTripTime,
-                    )
-                )
-    return reports
