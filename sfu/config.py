@@ -14,6 +14,8 @@ class MediaConfig:
     udp_port: int | None = 0
     """The one UDP port every peer connection shares (0: the OS picks one at start);
     None: one OS-chosen port per peer connection, as aioice does by itself."""
+    ice_consent_timeout: float = 30.0
+    """Shared port: a peer connection whose client sent no ICE check for this long is closed."""
     slot_policy: str = "loudest"
     """"loudest": the loudest active speakers (dominant always); "arrival": stage order."""
     speaker_hold: float = 1.5
@@ -24,8 +26,9 @@ class MediaConfig:
     """How often speaking-indicator changes are reported."""
     fanout_chunk: int = 128
     """Yield to the event loop after this many sends of one packet (big rooms)."""
-    sender_report_interval: float = 1.0
-    """How often each peer gets one RTCP sender report covering its active slots."""
+    sender_report_interval: float = 5.0
+    """How often each peer gets one RTCP sender report covering its active slots
+    (libwebrtc's interval for audio; RTT estimates refresh at this pace)."""
     mix_speakers: int = 3
     """Mix mode and recordings: the loudest speakers mixed together."""
     mix_jitter_delay: float = 0.02

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -70,11 +71,26 @@ def _serve(args: argparse.Namespace) -> None:
     asyncio.run(_run(config, dev=args.dev))
 
 
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes over a server's many long-lived objects.
+
+    What exists once the server has started (modules, the app) lives as long
+    as the process: frozen, no collection scans it again.  Per-packet garbage is freed by reference
+    counting, so the young generation can grow far past 700 objects before a
+    pass is worth it.  Forwarding to 100 listeners: about 2 µs less CPU per
+    packet (docs/benchmarks.md).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 async def _run(config: ServerConfig, dev: bool) -> None:
     from signaling.server import PodiumServer
 
     server = PodiumServer(config)
     await server.start()
+    tune_gc()
     if dev:
         key, secret = next(iter(config.api_keys.items()))
         print(

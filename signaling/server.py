@@ -43,7 +43,11 @@ class PodiumServer:
         self._runner: web.AppRunner | None = None
         self.port = config.port
         port = config.media.udp_port
-        self.udp = None if port is None else UdpMux(host_addresses(), port)
+        self.udp = (
+            None
+            if port is None
+            else UdpMux(host_addresses(), port, config.media.ice_consent_timeout)
+        )
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:

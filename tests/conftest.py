@@ -20,7 +20,10 @@ LOOPBACK = ("127.0.0.1",)
 
 
 def make_config(**overrides: Any) -> ServerConfig:
-    media = overrides.pop("media", MediaConfig(announce_addresses=LOOPBACK))
+    # Sender reports every second, not 5: tests see RTT and SR contents sooner.
+    media = overrides.pop(
+        "media", MediaConfig(announce_addresses=LOOPBACK, sender_report_interval=1.0)
+    )
     room = overrides.pop("room", RoomSettings(empty_timeout=0))
     return ServerConfig(
         api_keys={API_KEY: API_SECRET},

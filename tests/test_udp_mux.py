@@ -9,6 +9,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator
 
+import aioice.ice
 import pytest
 from aioice import stun
 from pylibsrtp import Policy, Session
@@ -90,6 +91,39 @@ async def test_strangers_on_the_port_are_dropped_and_the_room_goes_on(
     assert server.udp.dump()["connections"] == 2
     stranger.close()
     await speaker.leave()
+
+
+async def test_consent_expires_when_a_client_stops_checking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server sends no consent checks; the client's own keep the pair alive."""
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.25)  # the clients' check pace
+    media = MediaConfig(announce_addresses=LOOPBACK, ice_consent_timeout=1.5)
+    server = PodiumServer(make_config(media=media))
+    await server.start()
+    clients = []
+    try:
+        for identity in ("steady", "silent"):
+            client = await PodiumClient.connect(
+                server.url, token(identity), host_addresses=LOOPBACK
+            )
+            clients.append(client)
+            await client.wait_connected()
+        silent = clients[1]
+        assert silent.pc is not None
+        ice = silent.pc.getTransceivers()[0].sender.transport.transport._connection
+        ice._query_consent_task.cancel()  # the client stops re-checking the pair
+
+        room = server.rooms["room1"]
+        await eventually(lambda: "silent" not in room.participants, timeout=6)
+        assert server.udp is not None and server.udp.stats["consent_expired"] == 1
+        await asyncio.sleep(1.0)  # well past the timeout: the checking client stays
+        assert "steady" in room.participants
+        assert room.media.peers["steady"].connection_state == "connected"
+    finally:
+        for client in clients:
+            await client.close()
+        await server.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,13 @@ a check response is never lost to a race.  Closing a connection releases its
 ufrag and addresses.
 
 The connection keeps using aioice's ``StunProtocol`` (STUN transactions,
-consent, data delivery); only its transport is a view onto the shared socket.
+data delivery); only its transport is a view onto the shared socket.
+
+Consent freshness (RFC 7675) is kept as ICE-lite servers such as mediasoup
+keep it: every client re-checks the pair every ~5 s, and a pair whose client
+has sent no authenticated check for ``consent_timeout`` seconds is closed.
+The server sends no consent checks of its own: with thousands of listeners
+those were a STUN transaction per listener every 5 s each way.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, cast
@@ -37,13 +44,17 @@ from sfu.rtc.sendmmsg import Address, SendBatch, available
 logger = logging.getLogger(__name__)
 
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # a burst of fan-out/ingress; capped by net.core.*mem_max
+CONSENT_TIMEOUT = 30.0  # RFC 7675 section 5.1
 
 
 class UdpMux:
     """The shared UDP sockets of one server process."""
 
-    def __init__(self, addresses: Sequence[str], port: int = 0) -> None:
+    def __init__(
+        self, addresses: Sequence[str], port: int = 0, consent_timeout: float = CONSENT_TIMEOUT
+    ) -> None:
         self.addresses = tuple(addresses)
+        self.consent_timeout = consent_timeout
         self.requested_port = port
         self.port = port
         self.sockets: list[MuxSocket] = []
@@ -103,8 +114,32 @@ class UdpMux:
                 candidates.append(protocol.local_candidate)
             return candidates
 
-        # An instance attribute: only this (server-side) connection gathers on the mux.
+        # Instance attributes: only this (server-side) connection gathers on the mux.
         connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]
+        self._keep_consent_from_checks(connection)
+
+    def _keep_consent_from_checks(self, connection: aioice.ice.Connection) -> None:
+        """Consent lasts while the client's authenticated checks keep coming (module doc)."""
+        last_check = time.monotonic()
+        checked = connection.check_incoming  # aioice calls it once a check is authenticated
+
+        def check_incoming(
+            message: stun.Message, addr: tuple[str, int], protocol: aioice.ice.StunProtocol
+        ) -> None:
+            nonlocal last_check
+            last_check = time.monotonic()
+            checked(message, addr, protocol)
+
+        async def query_consent() -> None:
+            while time.monotonic() - last_check <= self.consent_timeout:
+                await asyncio.sleep(self.consent_timeout / 6)
+            logger.info("ICE consent expired (no check for %.0f s)", self.consent_timeout)
+            self.stats["consent_expired"] += 1
+            connection._query_consent_task = None  # close() must not cancel this task
+            await connection.close()
+
+        connection.check_incoming = check_incoming  # type: ignore[method-assign]
+        connection.query_consent = query_consent  # type: ignore[method-assign]
 
     def lookup(self, ufrag: str) -> aioice.ice.Connection | None:
         return self._connections.get(ufrag)
