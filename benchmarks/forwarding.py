@@ -560,6 +560,12 @@ def print_table(result: dict[str, Any]) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+    for run in result.get("runs", []):
+        print(
+            f"run: {run['server_cpu_us_per_packet']} µs/packet"
+            f" ({run['server_cpu_us_per_packet_net_of_idle']} net of idle),"
+            f" delivered {run['delivered_ratio']}, other processes {run['other_cpu_share']}"
+        )
     for warning in result["warnings"]:
         print(f"warning: {warning}")
 
@@ -632,16 +638,51 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=3.0,
         help="server CPU is also read over this long with everyone joined and no speaker",
     )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="repeat the whole measurement; report the median run and every run's figures",
+    )
     args = parser.parse_args(argv)
     args.argv = list(argv)
-    if args.listeners < 1 or args.seconds <= 0 or args.batch < 1:
-        parser.error("--listeners, --seconds and --batch must be positive")
+    if args.listeners < 1 or args.seconds <= 0 or args.batch < 1 or args.runs < 1:
+        parser.error("--listeners, --seconds, --batch and --runs must be positive")
     return args
+
+
+def median_of_runs(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median CPU per packet, plus every run's headline figures.
+
+    One run on a shared 2-core box moves by ±2 µs per packet at 100 listeners
+    (the server idles 90 % of the time, so its few ms bursts meet whatever else
+    runs); the median of several is the figure to record.
+    """
+    ranked = sorted(results, key=lambda r: r["server_cpu_us_per_packet"] or math.inf)
+    result = dict(ranked[(len(ranked) - 1) // 2])
+    keys = (
+        "server_cpu_us_per_packet",
+        "server_cpu_us_per_packet_net_of_idle",
+        "delivered_ratio",
+        "server_rss_mb_per_listener",
+        "join_server_cpu_ms",
+        "other_cpu_share",
+    )
+    result["runs"] = [{k: r[k] for k in keys} for r in results]
+    for key in keys[:2]:
+        values = [r[key] for r in results if r[key] is not None]
+        result[f"{key}_range"] = [min(values), max(values)] if values else None
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    result = run(args)
+    results = []
+    for i in range(args.runs):
+        if args.runs > 1:
+            log_line(f"run {i + 1} of {args.runs}")
+        results.append(run(args))
+    result = results[0] if args.runs == 1 else median_of_runs(results)
     print_table(result)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
