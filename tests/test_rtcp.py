@@ -39,3 +39,7 @@ async def test_sender_reports_describe_what_was_forwarded_and_silence_sends_none
     assert sender_reports(uplink) == []
     await listener.publish(ToneTrack(660))
     await eventually(lambda: bool(sender_reports(uplink)), timeout=5)
+
+    # The server's receiver for that uplink slept until the first packet and now reports.
+    stats = listener.pc.getTransceivers()[0].sender._RTCRtpSender__stats  # type: ignore[attr-defined]
+    await eventually(lambda: any(s.type == "remote-inbound-rtp" for s in stats.values()), timeout=5)

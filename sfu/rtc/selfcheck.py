@@ -48,6 +48,20 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "start a receiver's RTCP reports without its decoder thread",
     ),
     Requirement(
+        "aiortc.rtcrtpreceiver",
+        "RTCRtpReceiver",
+        "__rtcp_started",
+        "park a receiver's RTCP loop until its first packet",
+        instance=True,
+    ),
+    Requirement(
+        "aiortc.rtcrtpreceiver",
+        "RTCRtpReceiver",
+        "__rtcp_exited",
+        "park a receiver's RTCP loop until its first packet",
+        instance=True,
+    ),
+    Requirement(
         "aiortc.rtcdtlstransport",
         "RTCDtlsTransport",
         "_register_rtp_receiver",

@@ -28,14 +28,20 @@ def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
     The receiver is started without its decoder thread (aiortc would start
     one per receiver, and stopping it joins the thread on the event loop),
     and the statistics behind its RTCP receiver reports are still fed, so the
-    remote sender keeps getting truthful loss/jitter reports.
+    remote sender keeps getting truthful loss/jitter reports.  Its RTCP loop
+    sleeps until the first packet: a listener's unused uplink would otherwise
+    wake the server about once a second for nothing to report.
     """
     streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    first_packet: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    park_rtcp(receiver, first_packet)
 
     async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
         stats = streams.get(packet.ssrc)
         if stats is None:
             stats = streams[packet.ssrc] = StreamStatistics(OPUS_CLOCK_RATE)
+            if not first_packet.done():
+                first_packet.set_result(None)
         stats.add(packet)
         await on_rtp(packet)
 
@@ -51,16 +57,19 @@ def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
     receiver.receive = receive  # type: ignore[method-assign]
 
 
-def park_rtcp(sender: RTCRtpSender, resume: asyncio.Future[None] | None = None) -> None:
-    """Keep aiortc's RTCP loop of ``sender`` idle (until ``resume`` is resolved).
+def park_rtcp(
+    endpoint: RTCRtpSender | RTCRtpReceiver, resume: asyncio.Future[None] | None = None
+) -> None:
+    """Keep aiortc's RTCP loop of ``endpoint`` idle (until ``resume`` is resolved).
 
-    aiortc sends a sender report every second from every sender, even one that
-    has sent nothing: a server pays for each of those per listener.  Call
-    before the sender starts (negotiation).
+    aiortc sends a report every second from every sender, even one that has
+    sent nothing, and wakes every receiver as often: a server pays for each
+    of those per listener.  Call before the endpoint starts (negotiation).
     """
-    started: asyncio.Event = sender._RTCRtpSender__rtcp_started  # type: ignore[attr-defined]
-    exited: asyncio.Event = sender._RTCRtpSender__rtcp_exited  # type: ignore[attr-defined]
-    run = sender._run_rtcp
+    private = f"_{type(endpoint).__name__}__"  # aiortc's name-mangled attributes
+    started: asyncio.Event = getattr(endpoint, private + "rtcp_started")
+    exited: asyncio.Event = getattr(endpoint, private + "rtcp_exited")
+    run = endpoint._run_rtcp
 
     async def parked() -> None:
         started.set()
@@ -71,7 +80,7 @@ def park_rtcp(sender: RTCRtpSender, resume: asyncio.Future[None] | None = None) 
             raise
         await run()
 
-    sender._run_rtcp = parked  # type: ignore[method-assign]
+    endpoint._run_rtcp = parked  # type: ignore[method-assign]
 
 
 class ParkedTrack(MediaStreamTrack):
