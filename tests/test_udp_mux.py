@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import aioice.ice
@@ -231,3 +234,44 @@ async def test_batch_protects_in_place_and_sends_once_per_loop_pass() -> None:
         writers[0](rtp(9, b"late"))
     for s in (sender, *receivers):
         s.close()
+
+
+NAT_SCRIPT = """
+import asyncio
+import aioice
+from sfu.rtc.udp_mux import UdpMux
+
+async def main():
+    mux = UdpMux(["192.0.2.10"], 0)  # TEST-NET-1: not an address of this namespace
+    await mux.start()
+    connection = aioice.Connection(ice_controlling=False)
+    mux.attach(connection)
+    await connection.gather_candidates()
+    (candidate,) = connection.local_candidates
+    print(mux.sockets[0].address[0], candidate.host, candidate.port == mux.port)
+    await connection.close()
+    mux.close()
+
+asyncio.run(main())
+"""
+
+
+def test_an_address_in_front_of_a_nat_is_served_on_the_wildcard() -> None:
+    """``--announce-address`` of a 1:1 NAT's (or a container host's) outside address.
+
+    Run in a private network namespace: a wildcard bind in the test process
+    would listen on every interface of the machine.
+    """
+    command = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "-r", "--net"]
+    if (
+        None in (shutil.which("unshare"), shutil.which("ip"))
+        or subprocess.run([*command, "true"]).returncode
+    ):
+        pytest.skip("needs a private network namespace (unshare, ip)")
+    # Its loopback must be up: with no local addresses at all, any bind would succeed.
+    script = f"ip link set lo up && exec {sys.executable} -c '{NAT_SCRIPT}'"
+    done = subprocess.run(
+        [*command, "sh", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0.0.0.0", "192.0.2.10", "True"]

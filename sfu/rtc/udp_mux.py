@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import time
@@ -62,20 +63,37 @@ class UdpMux:
         self.stats: Counter[str] = Counter()
 
     async def start(self) -> None:
-        """Bind every address on one port (the first bind picks it when ``port`` is 0)."""
-        loop = asyncio.get_running_loop()
+        """Bind every address on one port (the first bind picks it when ``port`` is 0).
+
+        An announced address this machine does not have (a public address in
+        front of a 1:1 NAT, a container's host) is served by a socket on the
+        wildcard address, so ``docker run -p 7882:7882/udp`` works.
+        """
         try:
             for address in self.addresses:
-                _, protocol = await loop.create_datagram_endpoint(
-                    lambda: MuxSocket(self), local_addr=(address, self.port)
-                )
-                self.sockets.append(protocol)
-                self.port = protocol.address[1]
+                self.sockets.append(await self._bind(address))
+                self.port = self.sockets[-1].address[1]
         except OSError:
             self.close()
             raise
-        hosts = ", ".join(s.address[0] for s in self.sockets)
+        hosts = ", ".join(s.announced for s in self.sockets)
         logger.info("ICE/media on UDP port %d (%s)", self.port, hosts)
+
+    async def _bind(self, address: str) -> MuxSocket:
+        loop = asyncio.get_running_loop()
+        try:
+            _, sock = await loop.create_datagram_endpoint(
+                lambda: MuxSocket(self, address), local_addr=(address, self.port)
+            )
+        except OSError as exc:
+            if exc.errno != errno.EADDRNOTAVAIL:
+                raise
+            wildcard = "::" if ":" in address else "0.0.0.0"
+            logger.info("%s is not a local address: serving it on %s", address, wildcard)
+            _, sock = await loop.create_datagram_endpoint(
+                lambda: MuxSocket(self, address), local_addr=(wildcard, self.port)
+            )
+        return sock
 
     def close(self) -> None:
         for sock in self.sockets:
@@ -100,7 +118,7 @@ class UdpMux:
             for sock in self.sockets:
                 protocol = aioice.ice.StunProtocol(connection)
                 protocol.connection_made(MuxTransport(sock, protocol))
-                host, port = sock.address[0], sock.address[1]
+                host, port = sock.announced, sock.address[1]
                 protocol.local_candidate = Candidate(
                     foundation=candidate_foundation("host", "udp", host),
                     component=component,
@@ -151,7 +169,7 @@ class UdpMux:
     def dump(self) -> dict[str, Any]:
         return {
             "port": self.port,
-            "addresses": [s.address[0] for s in self.sockets],
+            "addresses": [s.announced for s in self.sockets],
             "connections": len(self._connections),
             "remote_addresses": sum(len(s.routes) for s in self.sockets),
             "batched_datagrams": sum(s.batch.datagrams for s in self.sockets if s.batch),
@@ -163,8 +181,9 @@ class UdpMux:
 class MuxSocket(asyncio.DatagramProtocol):
     """One bound socket: routes datagrams by remote address to ICE protocols."""
 
-    def __init__(self, mux: UdpMux) -> None:
+    def __init__(self, mux: UdpMux, announced: str) -> None:
         self.mux = mux
+        self.announced = announced  # the host candidate's address (bound, or NAT's outside)
         self.routes: dict[Address, aioice.ice.StunProtocol] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self.address: Address = ("", 0)
