@@ -40,6 +40,9 @@ class Room:
         self.policy: SlotPolicy = policy or ArrivalOrderPolicy()
         self.observer = observer or ActivityObserver()
         self.participants: dict[str, Participant] = {}
+        # The producers a slot policy may pick: ranked every tick, so kept apart
+        # from an audience of thousands.
+        self._routable: dict[str, Producer] = {}
         self.routing = RoutingTable()
         self.dropped: Counter[str] = Counter()
         self._events: deque[RouterEvent] = deque()
@@ -60,6 +63,7 @@ class Room:
     def leave(self, participant_id: str, now: float) -> None:
         participant = self.participants.pop(participant_id, None)
         if participant is not None:
+            self._routable.pop(participant_id, None)
             if participant_id in self.observer.producers:
                 self.observer.remove_producer(participant_id)
             # Its own consumers must leave the routing snapshot even if nobody
@@ -98,6 +102,10 @@ class Room:
         before = producer.routable
         for name, value in flags.items():
             setattr(producer, name, value)
+        if producer.routable:
+            self._routable[participant_id] = producer
+        else:
+            self._routable.pop(participant_id, None)
         self._observe(producer)
         if producer.routable != before:
             self._reassign(now)
@@ -159,8 +167,7 @@ class Room:
         return self._ranking
 
     def _rank(self, now: float) -> Ranking:
-        producers = [p.producer for p in self.participants.values() if p.producer.routable]
-        return self.policy.rank(producers, self.observer.snapshot, now)
+        return self.policy.rank(list(self._routable.values()), self.observer.snapshot, now)
 
     def _reassign(self, now: float, rebuild: bool = False) -> None:
         ranking = self._ranking = self._rank(now)

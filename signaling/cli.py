@@ -64,6 +64,8 @@ def _serve(args: argparse.Namespace) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # aioice logs every ICE check's state change at INFO: a line per pair per join.
+    logging.getLogger("aioice").setLevel(logging.WARNING)
     with contextlib.suppress(ImportError):
         import uvloop
 

@@ -170,6 +170,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "aiortc.rtcdtlstransport",
         "RTCCertificate",
+        "_create_ssl_context",
+        "share one OpenSSL context per certificate",
+    ),
+    Requirement(
+        "aiortc.rtcdtlstransport",
+        "RTCCertificate",
         "_cert",
         "share one DTLS certificate per process",
         instance=True,
