@@ -10,7 +10,7 @@ packet already follows the new routing.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy.typing as npt
@@ -78,7 +78,7 @@ class Room:
             Consumer(participant_id, slot, fwd) for slot, fwd in enumerate(forwarders)
         )
         self._events.append(SlotsChanged(participant_id, participant.layout))
-        self._reassign(now)
+        self._reassign(now, newcomer=participant)
 
     def set_uplink(self, participant_id: str, present: bool, now: float) -> None:
         self._update(participant_id, now, has_uplink=present)
@@ -169,14 +169,23 @@ class Room:
     def _rank(self, now: float) -> Ranking:
         return self.policy.rank(list(self._routable.values()), self.observer.snapshot, now)
 
-    def _reassign(self, now: float, rebuild: bool = False) -> None:
-        ranking = self._ranking = self._rank(now)
+    def _reassign(
+        self, now: float, rebuild: bool = False, newcomer: Participant | None = None
+    ) -> None:
+        """Re-rank and re-lay out; with the ranking unchanged a ``newcomer``'s slots are
+        the only layout that can move (a join storm must not cost O(audience) each)."""
+        previous, ranking = self._ranking, self._rank(now)
+        self._ranking = ranking
         if self.mixer is not None:
             self.mixer.select(ranking)
         ranked_set = set(ranking.order)
         memo: dict[tuple[Layout, str | None], Layout] = {}
         changed = rebuild
-        for participant in self.participants.values():
+        if newcomer is not None and ranking == previous:
+            participants: Iterable[Participant] = (newcomer,)
+        else:
+            participants = self.participants.values()
+        for participant in participants:
             if not participant.consumers:
                 continue
             old = participant.layout
