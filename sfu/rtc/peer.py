@@ -93,13 +93,9 @@ class MediaPeer:
         transceivers = self.pc.getTransceivers()
         if not transceivers:
             raise NegotiationError("invalid_sdp", "the offer has no audio m-line")
-        if self._mux is not None:
-            ice = {t.receiver.transport.transport for t in transceivers}
-            if len(ice) != 1:
-                raise NegotiationError(
-                    "invalid_sdp", "the offer must bundle its m-lines (a=group:BUNDLE)"
-                )
-            self._mux.attach(ice.pop().iceGatherer._connection)
+        if self._mux is not None:  # one transport: aiortc bundles whatever was offered
+            for ice in {t.receiver.transport.transport for t in transceivers}:
+                self._mux.attach(ice.iceGatherer._connection)
         uplink: RTCRtpTransceiver | None = None
         for transceiver in transceivers:
             if transceiver.kind != "audio":
