@@ -349,6 +349,8 @@ class _Collector(Collector):
         yield gauge
 
         totals = m.totals()
+        if m.server.udp is not None:  # batched sends fail after the fan-out counted them
+            totals.dropped["send_error"] += m.server.udp.send_errors
         for name, key, doc in (
             ("podium_packets_in", "packets_in", "RTP packets received from publishers"),
             ("podium_packets_out", "packets_out", "RTP packets forwarded to subscribers"),

@@ -109,10 +109,12 @@ class Room:
         """Add a participant; an identity already present is replaced (its old session closed)."""
         if self.stage.is_banned(token.identity):
             raise PodiumError("banned", "you were banned from this room")
+        identity = identity_of(token)
         if token.identity in self.participants:
+            # Refused before the old session is touched: a refusal must not cost it its seat.
+            self.stage.check_admission(identity, token.role, replacing=token.identity)
             # Not "empty" in between: the room (its bans, chat, attendance) must survive.
             await self.remove(token.identity, "duplicate_identity", release=False)
-        identity = identity_of(token)
         now = time.time()
         event = self.stage.join(identity.user_id, identity, token.role, now)  # may refuse
         participant = Participant(identity, token.metadata, outbox)

@@ -267,14 +267,9 @@ class Stage:
     def join(self, participant_id: str, identity: Identity, role: Role, now: float) -> Joined:
         """Admit an authenticated participant; the role comes from their access token."""
         self._require_open()
-        if identity.user_id in self._banned:
-            raise PodiumError(ErrorCode.BANNED, f"{identity.user_id!r} is banned from this room")
         if participant_id in self._members or identity.user_id in self._by_user:
             raise PodiumError(ErrorCode.ALREADY_IN_ROOM, f"{identity.user_id!r} is already here")
-        if len(self._members) >= self.config.max_participants:
-            raise PodiumError(ErrorCode.ROOM_FULL, "the room is full")
-        if role.on_stage:
-            self._require_stage_seat()
+        self.check_admission(identity, role)
         self._members[participant_id] = Member(
             participant_id,
             identity,
@@ -289,6 +284,19 @@ class Stage:
             identity, (record.visits if record else ()) + (visit,)
         )
         return Joined(participant_id, identity, role)
+
+    def check_admission(self, identity: Identity, role: Role, replacing: str | None = None) -> None:
+        """Raise what ``join`` would for the room's limits, as if ``replacing`` had left:
+        a second session of one identity must not cost the first its seat and then be
+        refused itself."""
+        self._require_open()
+        if identity.user_id in self._banned:
+            raise PodiumError(ErrorCode.BANNED, f"{identity.user_id!r} is banned from this room")
+        others = [m for pid, m in self._members.items() if pid != replacing]
+        if len(others) >= self.config.max_participants:
+            raise PodiumError(ErrorCode.ROOM_FULL, "the room is full")
+        if role.on_stage and sum(m.on_stage for m in others) >= self.config.max_on_stage:
+            raise PodiumError(ErrorCode.STAGE_FULL, "the stage is full")
 
     def leave(self, participant_id: str, now: float) -> Left:
         self._require_open()

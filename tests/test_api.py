@@ -221,6 +221,12 @@ async def test_create_get_list_and_end_rooms(
     assert (await api("GET", PARTICIPANT, room="town-hall", identity="fan")).body["role"] == (
         "listener"
     )
+    # A second session of "fan" that wants the full stage is refused, and the first
+    # session keeps its place (the check comes before the old session is replaced).
+    with pytest.raises(PodiumError) as second:
+        await connect("fan", "speaker", room="town-hall", media=False)
+    assert second.value.code == "stage_full"
+    assert (await fan.request("ping"))["time"] > 0
     got = await api("GET", ROOM, room="town-hall")
     assert got.body["num_participants"] == 2
     assert got.body["counts"] == {"host": 1, "moderator": 0, "speaker": 0, "listener": 1}

@@ -294,6 +294,18 @@ def test_duplicate_participant_or_identity_is_refused() -> None:
     refused(stage, ErrorCode.ALREADY_IN_ROOM, lambda: stage.join("a2", identity("a"), L, 1.0))
 
 
+def test_admission_of_a_second_session_counts_the_first_as_gone() -> None:
+    """The check a replacing join passes before its identity's old session is dropped."""
+    stage = make_stage(StageConfig(max_participants=3, max_on_stage=2), a=L)  # + host
+    stage.join("s", identity("s"), S, 1.0)  # the room and the stage are full now
+    stage.check_admission(identity("a"), L, replacing="a")
+    stage.check_admission(identity("s"), S, replacing="s")  # its own seat on stage
+    refused(stage, ErrorCode.STAGE_FULL, lambda: stage.check_admission(identity("a"), S, "a"))
+    refused(stage, ErrorCode.ROOM_FULL, lambda: stage.check_admission(identity("x"), L))
+    stage.remove("host", "a", 2.0, ban=True)
+    refused(stage, ErrorCode.BANNED, lambda: stage.check_admission(identity("a"), L))
+
+
 def test_attendance_appends_a_visit_per_rejoin_with_roles_held() -> None:
     stage = make_stage()
     stage.join("a1", identity("a"), L, 10.0)

@@ -166,6 +166,11 @@ class UdpMux:
         if self._connections.get(connection.local_username) is connection:
             del self._connections[connection.local_username]
 
+    @property
+    def send_errors(self) -> int:
+        """Datagrams the kernel refused in batched sends (they count as forwarded too)."""
+        return sum(s.batch.errors for s in self.sockets if s.batch)
+
     def dump(self) -> dict[str, Any]:
         return {
             "port": self.port,
@@ -174,6 +179,7 @@ class UdpMux:
             "remote_addresses": sum(len(s.routes) for s in self.sockets),
             "batched_datagrams": sum(s.batch.datagrams for s in self.sockets if s.batch),
             "sendmmsg_calls": sum(s.batch.syscalls for s in self.sockets if s.batch),
+            "send_errors": self.send_errors,
             **self.stats,
         }
 
