@@ -315,6 +315,13 @@ class Room:
         }
         if self.role(viewer) in _MODERATORS:
             view["hand_queue"] = self.stage.hand_queue()
+        me = self.stage.member(viewer)
+        # Your own raised hand and pending invitation: a listener's UI needs them after
+        # a page reload as much as a moderator's needs the queue.
+        view["you"] = {
+            "hand_raised": viewer in self.stage.hand_queue(),
+            "invited_by": me.invited_by,
+        }
         return view
 
     def dump(self) -> dict[str, Any]:

@@ -262,9 +262,10 @@ async def _get_attendees(session: Session, request: Request) -> Mapping[str, Any
         role_filter = Role(role) if role is not None else None
     except ValueError as exc:
         raise PodiumError("invalid_request", f"unknown role {role!r}") from exc
+    limit = field(request.data, "limit", int, required=False)
     page = room.attendees.page(
         cursor=field(request.data, "cursor", str, required=False),
-        limit=field(request.data, "limit", int, required=False) or 50,
+        limit=50 if limit is None else limit,
         role=role_filter,
     )
     return page_info(page)

@@ -68,8 +68,12 @@ async def test_hand_invite_accept_mute_unmute_demote_remove_ban(
     await guest.request("raise_hand")
     assert (await host.next_event("hand_raised")).data["participant"] == "guest"
     assert (await host.request("get_stage"))["hand_queue"] == ["guest"]
+    assert (await guest.request("get_stage"))["you"] == {"hand_raised": True, "invited_by": None}
     await host.request("invite_to_stage", participant="guest")
     assert (await guest.next_event("invited")).data["by"] == "host"
+    seen_by_guest = await guest.request("get_stage")
+    assert "hand_queue" not in seen_by_guest  # the queue is for moderators
+    assert seen_by_guest["you"] == {"hand_raised": True, "invited_by": "host"}
     await guest.request("accept_invite")
     assert (await listener.next_event("role_changed")).data["new"] == "speaker"
     await guest.publish(ToneTrack(660))
@@ -149,3 +153,27 @@ async def test_out_of_order_stage_requests_get_errors_and_change_nothing(
             await client.request(kind, **data)
         assert info.value.code == code, (kind, info.value)
         assert room.dump()["stage"] == before, kind
+
+
+async def test_attendee_pages_through_signaling(server: PodiumServer, connect: Connect) -> None:
+    host = await connect("host", "host", media=False)
+    for name in ("a", "b", "c"):
+        await connect(name, media=False)
+    for _ in range(100):  # audience joins reach the list in batches
+        if (await host.request("get_attendees"))["total"] == 4:
+            break
+        await asyncio.sleep(0.05)
+    first = await host.request("get_attendees", limit=2)
+    assert [p["identity"] for p in first["items"]] == ["host", "a"]  # by role, then joined
+    assert first["total"] == 4 and first["next_cursor"]
+    rest = await host.request("get_attendees", limit=2, cursor=first["next_cursor"])
+    assert [p["identity"] for p in rest["items"]] == ["b", "c"] and rest["next_cursor"] is None
+    listeners = await host.request("get_attendees", role="listener")
+    assert [p["identity"] for p in listeners["items"]] == ["a", "b", "c"]
+    assert set(listeners["items"][0]) == {
+        *("identity", "name", "headline", "avatar_url", "profile_url", "role", "joined_at")
+    }
+    for bad in ({"limit": 0}, {"limit": 101}, {"role": "king"}):
+        with pytest.raises(PodiumError) as refused:
+            await host.request("get_attendees", **bad)
+        assert refused.value.code == "invalid_request", bad
