@@ -275,3 +275,40 @@ def test_an_address_in_front_of_a_nat_is_served_on_the_wildcard() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["0.0.0.0", "192.0.2.10", "True"]
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+async def test_ipv6_clients_are_served_through_the_batch_too() -> None:
+    server = PodiumServer(make_config(media=MediaConfig(announce_addresses=("::1",))))
+    await server.start()
+    clients = []
+    try:
+        for identity, role, track in (
+            ("alice", "speaker", ToneTrack(550)),
+            ("bob", "listener", None),
+        ):
+            client = await PodiumClient.connect(
+                server.url, token(identity, role), publish=track, host_addresses=["::1"]
+            )
+            clients.append(client)
+            await client.wait_connected()
+        listener = clients[1]
+        await eventually(lambda: listener.slots[0].participant == "alice")
+        track = listener.slots[0].track
+        assert track is not None
+        samples = await record(track, 1.0)
+        assert abs(dominant_frequency(samples[12000:]) - 550) < 5
+        assert server.udp is not None and server.udp.dump()["batched_datagrams"] > 40
+    finally:
+        for client in clients:
+            await client.close()
+        await server.stop()
