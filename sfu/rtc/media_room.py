@@ -2,7 +2,8 @@
 
 The forwarding path is: aiortc decrypts and parses → ``MediaPeer`` tap →
 ``Room.on_rtp`` (accounting, role/mute enforcement, routing lookup) → for each
-target slot ``Forwarder.rewrite`` → the slot's sink (SRTP protect + sendto).
+target slot ``Forwarder.rewrite`` → the slot's sink (SRTP protect into the shared
+socket's send batch; one ``sendmmsg`` per event-loop pass, ``sfu/rtc/sendmmsg.py``).
 No decode, no encode, no task per packet.
 """
 

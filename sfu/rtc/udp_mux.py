@@ -56,7 +56,6 @@ class UdpMux:
     ) -> None:
         self.addresses = tuple(addresses)
         self.consent_timeout = consent_timeout
-        self.requested_port = port
         self.port = port
         self.sockets: list[MuxSocket] = []
         self._connections: dict[str, aioice.ice.Connection] = {}
