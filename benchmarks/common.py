@@ -1,6 +1,6 @@
 """What the benchmarks share: a server in its own process, client worker processes, /proc.
 
-The server runs as ``python -m signaling.cli serve --dev`` so that its CPU and
+The server runs as ``python -m signaling.server.cli serve --dev`` so that its CPU and
 RSS can be read without the load generators' cost mixed in.  Clients run in
 worker processes (``spawn``) driven over pipes with small dict messages: the
 orchestrator sends a command to each worker and collects one reply from each.

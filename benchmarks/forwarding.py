@@ -5,7 +5,7 @@ Run from the repository root::
     python -m benchmarks.forwarding --listeners 200 --seconds 15 \\
         --json bench-results/forwarding-200.json
 
-The server runs as its own process (``python -m signaling.cli serve --dev``) so
+The server runs as its own process (``python -m signaling.server.cli serve --dev``) so
 that its CPU time and RSS can be read from ``/proc`` without the load
 generators' cost mixed in.  Listeners are spread over worker processes and
 count packets in the client's ``on_packet`` tap (no jitter buffer, no decode):
@@ -143,9 +143,9 @@ async def _worker(
     role: str, url: str, secret: str, commands: Connection, results: Connection
 ) -> None:
     from sfu.rtc.tracks import ToneTrack
-    from signaling.cli import DEV_API_KEY
-    from signaling.client import PodiumClient
-    from signaling.tokens import mint_token
+    from signaling.client.client import PodiumClient
+    from signaling.server.dev import DEV_API_KEY
+    from signaling.wire.tokens import mint_token
 
     window = Window()
     sent = [0, 0]
@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
-    from signaling.cli import DEV_API_SECRET
+    from signaling.server.dev import DEV_API_SECRET
 
     n, seconds = args.listeners, args.seconds
     workers_n = args.workers or max(1, math.ceil(n / MAX_LISTENERS_PER_WORKER))
@@ -587,7 +587,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--slots", type=int, default=3, help="receive slots per participant")
     parser.add_argument(
         "--server-module",
-        default="signaling.cli",
+        default="signaling.server.cli",
         help="module run as the server (same CLI): A/B-test a patched server",
     )
     parser.add_argument("--batch", type=int, default=20, help="listeners joining at once")

@@ -315,7 +315,7 @@ class _Worker:
         task.add_done_callback(self.tasks.discard)
 
     def token(self, identity: str, room: str, role: str) -> str:
-        from signaling.tokens import mint_token
+        from signaling.wire.tokens import mint_token
 
         return mint_token(
             self.setup.api_key, self.setup.api_secret, identity=identity, room=room, role=role
@@ -324,7 +324,7 @@ class _Worker:
     # -- publishers ----------------------------------------------------------
     async def cmd_publish(self, command: Message) -> Message:
         """Join as speakers and send from ``epoch`` on, following each one's talk spans."""
-        from signaling.client import PodiumClient
+        from signaling.client.client import PodiumClient
 
         epoch = float(command["epoch"])
 
@@ -369,7 +369,7 @@ class _Worker:
         return {"type": "joining"}
 
     async def join_listener(self, identity: str, room: str, slots: int, at: float) -> None:
-        from signaling.client import PodiumClient
+        from signaling.client.client import PodiumClient
 
         delay = at - time.monotonic()
         if delay > 0:
@@ -700,7 +700,7 @@ def log_line(text: str) -> None:
 
 
 def open_session(args: argparse.Namespace, plan: Plan, log: IO[bytes]) -> LoadSession:
-    from signaling.cli import DEV_API_KEY, DEV_API_SECRET
+    from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
 
     server = None
     if args.url:
@@ -1518,7 +1518,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="ICE address(es) the clients gather (default 'auto': this host's interfaces)",
     )
     target.add_argument(
-        "--server-module", default="signaling.cli", help="module run as the local server"
+        "--server-module", default="signaling.server.cli", help="module run as the local server"
     )
     cap = parser.add_argument_group("capacity search")
     cap.add_argument("--find-capacity", action="store_true")

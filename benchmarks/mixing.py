@@ -114,9 +114,10 @@ class LagProbe:
 
 async def _serve(port: int, commands: Any, results: Any) -> None:
     from sfu.config import MediaConfig
-    from signaling.cli import DEV_API_KEY, DEV_API_SECRET
-    from signaling.config import RoomSettings, ServerConfig
-    from signaling.server import PodiumServer
+    from signaling.room.settings import RoomSettings
+    from signaling.server.config import ServerConfig
+    from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
+    from signaling.server.server import PodiumServer
 
     config = ServerConfig(
         api_keys={DEV_API_KEY: DEV_API_SECRET},
@@ -225,9 +226,9 @@ class OnsetProbe:
 
 async def _worker(role: str, url: str, commands: Any, results: Any) -> None:
     from sfu.rtc.tracks import ToneTrack
-    from signaling.cli import DEV_API_KEY, DEV_API_SECRET
-    from signaling.client import PodiumClient
-    from signaling.tokens import mint_token
+    from signaling.client.client import PodiumClient
+    from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
+    from signaling.wire.tokens import mint_token
 
     clients: list[PodiumClient] = []
     received = [0]

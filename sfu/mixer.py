@@ -65,6 +65,14 @@ class AutoMix:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaModeState:
+    """The mode a room is set to, and whether it mixes right now (``auto`` may or may not)."""
+
+    mode: MediaMode
+    mixing: bool
+
+
+@dataclass(frozen=True, slots=True)
 class MediaModeChanged:
     """The room's media mode or whether it currently mixes changed."""
 

@@ -1,5 +1,5 @@
 """Podium signaling: tokens, WebSocket protocol, server, Python client and CLI."""
 
-from signaling.webhook_verify import WebhookError, verify_webhook
+from signaling.wire.webhook_verify import WebhookError, verify_webhook
 
 __all__ = ["WebhookError", "verify_webhook"]

@@ -17,10 +17,10 @@ from aiohttp import web
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from signaling.openapi import spec
-from signaling.server import PodiumServer
-from signaling.tokens import mint_admin_token
-from signaling.webhook_verify import WebhookError, verify_webhook
+from signaling.server.server import PodiumServer
+from signaling.wire.openapi import spec
+from signaling.wire.tokens import mint_admin_token
+from signaling.wire.webhook_verify import WebhookError, verify_webhook
 from tests.conftest import API_KEY, API_SECRET
 
 SPEC = spec()

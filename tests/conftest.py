@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from sfu.config import MediaConfig
-from signaling.client import PodiumClient
-from signaling.config import RoomSettings, ServerConfig
-from signaling.server import PodiumServer
-from signaling.tokens import mint_token
+from signaling.client.client import PodiumClient
+from signaling.room.settings import RoomSettings
+from signaling.server.config import ServerConfig
+from signaling.server.server import PodiumServer
+from signaling.wire.tokens import mint_token
 
 API_KEY = "testkey"
 API_SECRET = "testsecret-0123456789abcdef0123456789"

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sfu.config import MediaConfig
-from signaling.client import Event, PodiumClient
-from signaling.server import PodiumServer
+from signaling.client.client import Event, PodiumClient
+from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, Connect, eventually, make_config
 from tests.media import Recorder, ToneTrack, dominant_frequency, record, tone_level_db
 

@@ -13,10 +13,10 @@ import jwt
 import pytest
 from openapi_spec_validator import validate as validate_spec
 
-from signaling.client import PodiumClient
-from signaling.errors import PodiumError
-from signaling.server import PodiumServer
-from signaling.tokens import mint_admin_token
+from signaling.client.client import PodiumClient
+from signaling.server.server import PodiumServer
+from signaling.wire.errors import PodiumError
+from signaling.wire.tokens import mint_admin_token
 from tests.api_helpers import SPEC, Api, admin
 from tests.conftest import API_KEY, API_SECRET, LOOPBACK, Connect, eventually, token
 from tests.media import ToneTrack
@@ -440,8 +440,9 @@ async def test_admin_token_cannot_join_and_join_token_cannot_administer(
 
 
 def test_cli_mints_admin_tokens(capsys: pytest.CaptureFixture[str]) -> None:
-    from signaling.cli import DEV_API_KEY, DEV_API_SECRET, build_parser, main
-    from signaling.tokens import verify_admin_token
+    from signaling.server.cli import build_parser, main
+    from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
+    from signaling.wire.tokens import verify_admin_token
 
     keys = {DEV_API_KEY: DEV_API_SECRET}
     main(["token", "--dev", "--admin", "--room", "town-hall"])

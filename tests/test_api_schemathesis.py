@@ -22,10 +22,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from signaling.client import PodiumClient
-from signaling.config import RoomSettings
-from signaling.openapi import spec
-from signaling.server import PodiumServer
+from signaling.client.client import PodiumClient
+from signaling.room.settings import RoomSettings
+from signaling.server.server import PodiumServer
+from signaling.wire.openapi import spec
 from tests.api_helpers import admin
 from tests.conftest import make_config, token
 

@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from signaling.attendees import Attendee, AttendeeConfig, AttendeeList, Identity
-from signaling.errors import ErrorCode, PodiumError
-from signaling.roles import Role
+from signaling.room.attendees import Attendee, AttendeeConfig, AttendeeList, Identity
+from signaling.room.roles import Role
+from signaling.wire.errors import ErrorCode, PodiumError
 
 H, M, S, L = Role.HOST, Role.MODERATOR, Role.SPEAKER, Role.LISTENER
 

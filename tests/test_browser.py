@@ -27,8 +27,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from signaling.server import PodiumServer
-from signaling.tokens import verify_token
+from signaling.server.server import PodiumServer
+from signaling.wire.tokens import verify_token
 from tests.conftest import API_KEY, API_SECRET, make_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from signaling.chat import REACTIONS, Chat, ChatConfig, PinChanged, Rate, RateLimiter, Reaction
-from signaling.errors import ErrorCode, PodiumError
-from signaling.roles import Role
+from signaling.room.chat import REACTIONS, Chat, ChatConfig, PinChanged, Rate, RateLimiter, Reaction
+from signaling.room.roles import Role
+from signaling.wire.errors import ErrorCode, PodiumError
 
 H, M, S, L = Role.HOST, Role.MODERATOR, Role.SPEAKER, Role.LISTENER
 

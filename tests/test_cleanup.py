@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from signaling.client import PodiumClient
-from signaling.server import PodiumServer
+from signaling.client.client import PodiumClient
+from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, eventually, make_config, token, udp_sockets
 from tests.media import ToneTrack
 

@@ -6,8 +6,8 @@ import asyncio
 
 import numpy as np
 
-from signaling.client import PodiumClient
-from signaling.server import PodiumServer
+from signaling.client.client import PodiumClient
+from signaling.server.server import PodiumServer
 from tests.conftest import Connect, eventually
 from tests.media import ToneTrack, dominant_frequency, record, tone_level_db
 

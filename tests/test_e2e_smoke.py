@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from signaling.server import PodiumServer
+from signaling.server.server import PodiumServer
 from tests.conftest import Connect, eventually
 from tests.media import ToneTrack, dominant_frequency, record
 

@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sfu.rtc.tracks import ToneTrack
-from signaling.client import PodiumClient
-from signaling.server import PodiumServer
+from signaling.client.client import PodiumClient
+from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, eventually, make_config, token
 
 OPERATIONS = Path(__file__).resolve().parent.parent / "docs" / "operations.md"

@@ -11,8 +11,8 @@ import pytest
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from sfu.config import MediaConfig
-from signaling.client import PodiumClient
-from signaling.server import PodiumServer
+from signaling.client.client import PodiumClient
+from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, Connect, eventually, make_config
 from tests.media import Recorder, ToneTrack, tone_level_db
 

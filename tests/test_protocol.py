@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from signaling.errors import PodiumError
-from signaling.protocol import encode_error, encode_event, encode_response, parse_request
+from signaling.wire.errors import ErrorCode, PodiumError
+from signaling.wire.protocol import encode_error, encode_event, encode_response, parse_request
 
 TYPES = frozenset({"join", "ping"})
 
@@ -52,7 +52,7 @@ def test_encoders() -> None:
         "event": "slots",
         "data": {"slots": [None]},
     }
-    error = PodiumError("not_joined", "send 'join' first")
+    error = PodiumError(ErrorCode.NOT_JOINED, "send 'join' first")
     error.request_id = 9
     assert json.loads(encode_error(error)) == {
         "type": "error",

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from sfu.config import MediaConfig
-from signaling.client import PodiumClient
-from signaling.errors import PodiumError
-from signaling.server import PodiumServer
+from signaling.client.client import PodiumClient
+from signaling.server.server import PodiumServer
+from signaling.wire.errors import PodiumError
 from tests.api_helpers import Api
 from tests.conftest import API_KEY, API_SECRET, LOOPBACK, Connect, make_config, token
 from tests.media import ToneTrack, tone_level_db
@@ -167,7 +167,7 @@ async def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
 async def test_sigterm_mid_recording_leaves_a_valid_file(tmp_path: Path) -> None:
     port = free_port()
     command = [
-        *(sys.executable, "-m", "signaling.cli", "serve"),
+        *(sys.executable, "-m", "signaling.server.cli", "serve"),
         *("--api-key", API_KEY, "--api-secret", API_SECRET),
         *("--host", "127.0.0.1", "--port", str(port), "--announce-address", "127.0.0.1"),
         *("--recordings-dir", str(tmp_path), "--udp-port", "0"),

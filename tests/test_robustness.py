@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from signaling.server import PodiumServer
-from signaling.tokens import mint_token
+from signaling.server.server import PodiumServer
+from signaling.wire.tokens import mint_token
 from tests.conftest import API_KEY, Connect, eventually, token
 from tests.media import ToneTrack, record, tone_level_db
 

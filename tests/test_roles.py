@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
-from signaling.attendees import Identity
-from signaling.chat import Chat, ChatMessage, PinChanged, Reaction
-from signaling.errors import ErrorCode, PodiumError
-from signaling.roles import PERMISSIONS, Action, Role, Rule, require
-from signaling.stage import (
+from signaling.room.attendees import Identity
+from signaling.room.chat import Chat, ChatMessage, PinChanged, Reaction
+from signaling.room.roles import PERMISSIONS, Action, Role, Rule, require
+from signaling.room.stage import (
     HandLowered,
     HandRaised,
     InviteCancelled,
@@ -32,6 +31,7 @@ from signaling.stage import (
     RoomEnded,
     Stage,
 )
+from signaling.wire.errors import ErrorCode, PodiumError
 
 H, M, S, L = Role.HOST, Role.MODERATOR, Role.SPEAKER, Role.LISTENER
 NOW = 100.0

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from signaling.chat import ChatConfig, Rate
-from signaling.client import Event, PodiumClient
-from signaling.config import RoomSettings
-from signaling.errors import PodiumError
-from signaling.server import PodiumServer
+from signaling.client.client import Event, PodiumClient
+from signaling.room.chat import ChatConfig, Rate
+from signaling.room.settings import RoomSettings
+from signaling.server.server import PodiumServer
+from signaling.wire.errors import PodiumError
 from tests.conftest import make_config, token
 
 

@@ -8,7 +8,7 @@ import pytest
 from aiortc import RTCCertificate, RTCPeerConnection
 
 from sfu.rtc import setup
-from signaling.server import PodiumServer
+from signaling.server.server import PodiumServer
 from tests.conftest import Connect
 
 

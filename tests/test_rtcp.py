@@ -6,7 +6,7 @@ import asyncio
 
 from aiortc import RTCRtpReceiver
 
-from signaling.server import PodiumServer
+from signaling.server.server import PodiumServer
 from tests.conftest import Connect, eventually
 from tests.media import ToneTrack
 

@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
-from signaling.attendees import Identity
-from signaling.errors import ErrorCode, PodiumError
-from signaling.roles import Action, Role
-from signaling.stage import (
+from signaling.room.attendees import Identity
+from signaling.room.roles import Action, Role
+from signaling.room.stage import (
     HandLowered,
     HandRaised,
     InviteCancelled,
@@ -24,6 +23,7 @@ from signaling.stage import (
     Stage,
     StageConfig,
 )
+from signaling.wire.errors import ErrorCode, PodiumError
 
 H, M, S, L = Role.HOST, Role.MODERATOR, Role.SPEAKER, Role.LISTENER
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 from aiortc.rtp import RtpPacket
 
-from signaling.client import PodiumClient
-from signaling.errors import PodiumError
-from signaling.server import PodiumServer
+from signaling.client.client import PodiumClient
+from signaling.server.server import PodiumServer
+from signaling.wire.errors import PodiumError
 from tests.conftest import LOOPBACK, Connect, eventually, token
 from tests.media import ToneTrack, record, tone_level_db
 

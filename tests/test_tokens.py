@@ -5,9 +5,9 @@ import time
 import jwt
 import pytest
 
-from signaling.errors import PodiumError
-from signaling.roles import Role
-from signaling.tokens import mint_token, verify_token
+from signaling.room.roles import Role
+from signaling.wire.errors import PodiumError
+from signaling.wire.tokens import mint_token, verify_token
 
 KEYS = {"k1": "secret-one-0123456789abcdef012345", "k2": "secret-two-0123456789abcdef012345"}
 

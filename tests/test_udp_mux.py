@@ -19,9 +19,9 @@ from pylibsrtp import Policy, Session
 
 from sfu.config import MediaConfig
 from sfu.rtc.sendmmsg import SendBatch, available
-from signaling.cli import build_parser
-from signaling.client import PodiumClient
-from signaling.server import PodiumServer
+from signaling.client.client import PodiumClient
+from signaling.server.cli import build_parser
+from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, Connect, eventually, make_config, token
 from tests.media import ToneTrack, dominant_frequency, record
 

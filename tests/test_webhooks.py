@@ -10,12 +10,12 @@ import aiohttp
 import pytest
 
 from signaling import WebhookError, verify_webhook
-from signaling.client import PodiumClient
-from signaling.config import WebhookConfig
-from signaling.openapi import spec
-from signaling.server import PodiumServer
-from signaling.webhook_verify import sign_webhook
-from signaling.webhooks import EVENTS, Backoff, WebhookEvent, WebhookQueue
+from signaling.client.client import PodiumClient
+from signaling.server.config import WebhookConfig
+from signaling.server.server import PodiumServer
+from signaling.server.webhooks import EVENTS, Backoff, WebhookEvent, WebhookQueue
+from signaling.wire.openapi import spec
+from signaling.wire.webhook_verify import sign_webhook
 from tests.api_helpers import Api, Receiver, running
 from tests.conftest import API_KEY, API_SECRET, LOOPBACK, make_config, token
 

@@ -15,6 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiortc.rtp import RtpPacket
@@ -22,16 +23,18 @@ from aiortc.rtp import RtpPacket
 from sfu.activity import ActivityObserver
 from sfu.config import MediaConfig
 from sfu.consumer import Consumer
+from sfu.errors import MediaError, MediaErrorKind
 from sfu.events import RouterEvent
-from sfu.mixer import MediaMode
+from sfu.mixer import MediaMode, MediaModeState
 from sfu.room import Room
 from sfu.rtc.levels import PcmDecoder
 from sfu.rtc.mixing import MixingEngine
-from sfu.rtc.peer import MediaPeer, NegotiationError
+from sfu.rtc.peer import MediaPeer
 from sfu.rtc.setup import rtc_configuration
-from sfu.rtc.stats import DurationHistogram
+from sfu.rtc.stats import uplink_samples
 from sfu.rtc.udp_mux import UdpMux
 from sfu.slots import ArrivalOrderPolicy, LoudestPolicy, SlotPolicy
+from sfu.stats import DurationHistogram, MediaStats
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,11 @@ PeerLostHandler = Callable[[str, str], Awaitable[None]]
 
 
 class MediaRoom:
+    """One room's media, behind the narrow API the signaling layer uses (its ``MediaFacade``).
+
+    Everything else here (peers, the core room, the mixing engine) is the adapter's own.
+    """
+
     def __init__(
         self,
         room_id: str,
@@ -72,9 +80,9 @@ class MediaRoom:
         self._deliver()
 
     async def connect(self, participant_id: str, offer_sdp: str) -> str:
-        """Answer ``participant_id``'s offer; raises NegotiationError."""
+        """Answer ``participant_id``'s offer; raises MediaError."""
         if participant_id in self.peers:
-            raise NegotiationError("invalid_state", "media already negotiated for this session")
+            raise MediaError(MediaErrorKind.INVALID_STATE, "media already negotiated")
 
         async def handle_rtp(packet: RtpPacket) -> None:
             await self._forward(participant_id, packet)
@@ -92,7 +100,7 @@ class MediaRoom:
             raise
         if participant_id not in self.room.participants:  # left while we negotiated
             await self._close_peer(participant_id)
-            raise NegotiationError("invalid_state", "participant left during negotiation")
+            raise MediaError(MediaErrorKind.INVALID_STATE, "participant left during negotiation")
         now = time.monotonic()
         self.room.attach_slots(participant_id, negotiated.forwarders, now)
         self.room.set_uplink(participant_id, negotiated.has_uplink, now)
@@ -118,6 +126,28 @@ class MediaRoom:
         """Forward, mix or auto, live: slot 0 switches to the mix (or back), no renegotiation."""
         self.mixing.set_mode(mode, time.monotonic())
         self._deliver()
+
+    @property
+    def media_mode(self) -> MediaModeState:
+        return MediaModeState(self.mixing.mode, self.mixing.active)
+
+    # -- recording ---------------------------------------------------------
+    @property
+    def recording(self) -> Path | None:
+        """The file being recorded to, if any."""
+        return self.mixing.recording.path if self.mixing.recording is not None else None
+
+    def start_recording(self, path: Path) -> float:
+        """Record the room's mix to ``path``; returns the wall-clock start. Raises OSError."""
+        if self.mixing.recording is not None:
+            raise MediaError(MediaErrorKind.ALREADY_RECORDING, "the room is being recorded")
+        return self.mixing.start_recording(path).started_at
+
+    def stop_recording(self) -> float:
+        """Finish the file; returns its duration in seconds."""
+        if self.mixing.recording is None:
+            raise MediaError(MediaErrorKind.NOT_RECORDING, "the room is not being recorded")
+        return self.mixing.stop_recording()
 
     async def leave(self, participant_id: str) -> None:
         self.room.leave(participant_id, time.monotonic())
@@ -238,6 +268,24 @@ class MediaRoom:
         now = time.monotonic()
         for peer in list(self.peers.values()):
             peer.send_sender_reports(now)
+
+    def get_stats(self) -> MediaStats:
+        producers = consumers = 0
+        for participant in self.room.participants.values():
+            if participant.producer.has_uplink and participant.producer.allowed:
+                producers += 1
+            consumers += len(participant.consumers)
+        peers = list(self.peers.values())
+        return MediaStats(
+            counters=self.stats,
+            dropped=self.room.dropped,
+            forward_time=self.forward_time,
+            producers=producers,
+            consumers=consumers,
+            peer_states=tuple(peer.connection_state for peer in peers),
+            uplinks=tuple(sample for peer in peers for sample in uplink_samples(peer.pc)),
+            downlinks=tuple(report for peer in peers for report in peer.downlink_reports()),
+        )
 
     def dump(self) -> dict[str, Any]:
         data = self.room.dump()

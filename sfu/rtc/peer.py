@@ -25,23 +25,15 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
 from sfu.consumer import Sink
+from sfu.errors import MediaError, MediaErrorKind
 from sfu.forwarder import Forwarder
-from sfu.rtc.stats import DownlinkReport
 from sfu.rtc.tracks import ParkedTrack, RtpHandler, park_rtcp, tap_receiver
 from sfu.rtc.udp_mux import MuxTransport, UdpMux
 from sfu.rtcp import ReportBlock, parse_receiver_reports
 from sfu.rtp import AUDIO_LEVEL_URI, OPUS_CLOCK_RATE
+from sfu.stats import DownlinkReport
 
 RTT_SMOOTHING = 0.85  # weight of the previous estimate, as aiortc's senders smooth theirs
-
-
-class NegotiationError(Exception):
-    """The offer cannot be answered; ``code`` is the protocol error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -89,17 +81,17 @@ class MediaPeer:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError, ...
-            raise NegotiationError("invalid_sdp", f"cannot apply offer: {exc}") from exc
+            raise MediaError(MediaErrorKind.INVALID_OFFER, f"cannot apply offer: {exc}") from exc
         transceivers = self.pc.getTransceivers()
         if not transceivers:
-            raise NegotiationError("invalid_sdp", "the offer has no audio m-line")
+            raise MediaError(MediaErrorKind.INVALID_OFFER, "the offer has no audio m-line")
         if self._mux is not None:  # one transport: aiortc bundles whatever was offered
             for ice in {t.receiver.transport.transport for t in transceivers}:
                 self._mux.attach(ice.iceGatherer._connection)
         uplink: RTCRtpTransceiver | None = None
         for transceiver in transceivers:
             if transceiver.kind != "audio":
-                raise NegotiationError("invalid_sdp", "Podium rooms carry audio only")
+                raise MediaError(MediaErrorKind.INVALID_OFFER, "Podium rooms carry audio only")
             offered = transceiver._offerDirection  # our side's direction, as offered
             if offered in ("recvonly", "sendrecv") and uplink is None:
                 uplink = transceiver

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 from playwright.async_api import Browser, Page, async_playwright
 
-from signaling.attendees import AttendeeConfig
-from signaling.client import PodiumClient
-from signaling.config import RoomSettings
-from signaling.server import PodiumServer
+from signaling.client.client import PodiumClient
+from signaling.room.attendees import AttendeeConfig
+from signaling.room.settings import RoomSettings
+from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, eventually, make_config, token
 from tests.media import ToneTrack, dominant_frequency, record, tone_level_db
 

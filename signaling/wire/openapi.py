@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the server API and its webhooks (``GET /openapi.json``).
 
-Written as data next to the code it describes (``signaling.api``, ``signaling.views``,
-``signaling.webhooks``). Response schemas forbid properties they do not name,
+Written as data next to the code it describes (``signaling.server.api``, ``signaling.server.views``,
+``signaling.server.webhooks``). Response schemas forbid properties they do not name,
 so the tests, which validate every response and every webhook body against
 this document, notice a field added in code but not here, and vice versa.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sfu.mixer import MediaMode
-from signaling.roles import Role
+from signaling.room.roles import Role
 
 VERSION = "1.0.0"
 ROLES = [str(r) for r in Role]

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from signaling.attendees import Identity
-from signaling.errors import ErrorCode, PodiumError
-from signaling.roles import Action, Role, Rule, require
+from signaling.room.attendees import Identity
+from signaling.room.roles import Action, Role, Rule, require
+from signaling.wire.errors import ErrorCode, PodiumError
 
 # PROMOTE and DEMOTE move one rung; listeners are not on the ladder because the
 # only way onto the stage is an accepted invitation.

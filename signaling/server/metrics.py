@@ -21,13 +21,12 @@ import math
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from aiortc.rtcrtpreceiver import StreamStatistics
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -39,15 +38,14 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from sfu.rtc.stats import FORWARD_BUCKETS, DurationHistogram, uplink_streams
-from signaling.errors import ErrorCode
-from signaling.roles import Role
-from signaling.session import HANDLER_TYPES
+from sfu.stats import FORWARD_BUCKETS, DurationHistogram, MediaStats, UplinkSample
+from signaling.room.roles import Role
+from signaling.server.context import ServerContext
+from signaling.server.session import HANDLER_TYPES
+from signaling.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from signaling.room import Room
-    from signaling.server import PodiumServer
-    from signaling.session import Session
+    from signaling.room.room import Room
 
 logger = logging.getLogger(__name__)
 
@@ -55,24 +53,7 @@ DROP_REASONS = ("not_allowed", "muted", "not_selected", "no_route", "send_error"
 """``sfu.room.Room.dropped`` keys (and MediaRoom's send failures); others count as ``other``."""
 PEER_STATES = ("new", "connecting", "connected", "disconnected", "failed", "closed")
 REQUEST_TYPES = tuple(sorted(HANDLER_TYPES))
-ERROR_CODES = tuple(
-    sorted(
-        {str(code) for code in ErrorCode}
-        | {
-            "already_joined",
-            "internal_error",
-            "invalid_sdp",
-            "invalid_state",
-            "malformed_json",
-            "message_too_large",
-            "not_joined",
-            "room_mismatch",
-            "token_expired",
-            "token_invalid",
-            "unknown_type",
-        }
-    )
-)
+ERROR_CODES = tuple(sorted(str(code) for code in ErrorCode))
 OTHER = "other"
 STATS = ("mean", "p95", "max")
 """How per-stream RTCP figures are summarised: one series per statistic, never per stream."""
@@ -89,8 +70,8 @@ COUNTERS = ("packets_in", "bytes_in", "packets_out", "bytes_out")
 class _RoomCounters:
     """A room's live counter objects: kept (not the room) so its final counts survive it."""
 
-    stats: Counter[str]
-    dropped: Counter[str]
+    stats: Mapping[str, int]
+    dropped: Mapping[str, int]
     forward_time: DurationHistogram
 
 
@@ -112,7 +93,7 @@ class _Totals:
 class ServerMetrics:
     """The server's registry, its probes and the HTTP endpoints that expose them."""
 
-    def __init__(self, server: PodiumServer) -> None:
+    def __init__(self, server: ServerContext) -> None:
         self.server = server
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(namespace="podium", registry=self.registry)
@@ -133,13 +114,13 @@ class ServerMetrics:
             p: _version(p) for p in ("aiortc", "aioice", "av")
         }
         self.ready = False
-        self._joins: weakref.WeakKeyDictionary[Session, float] = weakref.WeakKeyDictionary()
+        self._joins: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
         self._rooms: dict[int, _RoomCounters] = {}  # by id(stats): held, so never reused
         self._retired = _Totals()
-        self._folded: weakref.WeakValueDictionary[int, Counter[str]] = (
+        self._folded: weakref.WeakValueDictionary[int, Mapping[str, int]] = (
             weakref.WeakValueDictionary()
         )  # rooms already in _retired, so a late room_closed cannot count one twice
-        self._uplink_prior: weakref.WeakKeyDictionary[StreamStatistics, tuple[int, int]] = (
+        self._uplink_prior: weakref.WeakKeyDictionary[object, tuple[int, int]] = (
             weakref.WeakKeyDictionary()
         )
         self._lag_task: asyncio.Task[None] | None = None
@@ -205,12 +186,12 @@ class ServerMetrics:
             self.loop_lag.observe(max(0.0, loop.time() - before - LAG_INTERVAL))
 
     # -- hooks (session and server) ------------------------------------------
-    def request_started(self, session: Session, kind: str) -> None:
+    def request_started(self, session: object, kind: str) -> None:
         self.requests[kind] += 1
         if kind == "join":
             self._joins[session] = time.perf_counter()
 
-    def request_done(self, session: Session, kind: str) -> None:
+    def request_done(self, session: object, kind: str) -> None:
         if kind == "offer":
             started = self._joins.pop(session, None)
             if started is not None:
@@ -218,26 +199,24 @@ class ServerMetrics:
 
     def room_closed(self, room: Room) -> None:
         """Fold a closing room's counts into the totals (it may never have been scraped)."""
-        self._track(room)
+        self._track(room.media.get_stats())
 
     # -- reading -------------------------------------------------------------
-    def _track(self, room: Room) -> _RoomCounters | None:
-        media = room.media
-        key = id(media.stats)
-        known = self._rooms.get(key)
-        if known is None and self._folded.get(key) is media.stats:
-            return None
-        if known is None:
-            known = self._rooms[key] = _RoomCounters(
-                media.stats, media.room.dropped, media.forward_time
-            )
-        return known
+    def _track(self, stats: MediaStats) -> None:
+        key = id(stats.counters)
+        if key in self._rooms or self._folded.get(key) is stats.counters:
+            return
+        self._rooms[key] = _RoomCounters(stats.counters, stats.dropped, stats.forward_time)
 
-    def totals(self) -> _Totals:
-        """Counters over every room this server ever had, open or closed."""
-        live = {id(room.media.stats) for room in self.server.rooms.values()}
-        for room in self.server.rooms.values():
-            self._track(room)
+    def totals(self, rooms: list[MediaStats] | None = None) -> _Totals:
+        """Counters over every room this server ever had, open or closed.
+
+        ``rooms``: the open rooms' stats, when the caller has just read them."""
+        if rooms is None:
+            rooms = [room.media.get_stats() for room in self.server.rooms.values()]
+        live = {id(stats.counters) for stats in rooms}
+        for stats in rooms:
+            self._track(stats)
         for key in [k for k in self._rooms if k not in live]:
             closed = self._rooms.pop(key)
             self._retired.add(closed)  # closed: its counts are final
@@ -251,13 +230,11 @@ class ServerMetrics:
             totals.add(known)
         return totals
 
-    def uplink_loss(self, stream: StreamStatistics) -> float | None:
+    def uplink_loss(self, stream: UplinkSample) -> float:
         """Share of the stream's packets lost since the previous scrape (or since it began)."""
-        if stream.max_seq is None or stream.base_seq is None:
-            return None
         expected, received = stream.packets_expected, stream.packets_received
-        prior_expected, prior_received = self._uplink_prior.get(stream, (0, 0))
-        self._uplink_prior[stream] = (expected, received)
+        prior_expected, prior_received = self._uplink_prior.get(stream.key, (0, 0))
+        self._uplink_prior[stream.key] = (expected, received)
         interval = expected - prior_expected
         if interval <= 0:
             return 0.0
@@ -306,26 +283,23 @@ class _Collector(Collector):
         down_loss: list[float] = []
         down_jitter: list[float] = []
         down_rtt: list[float] = []
+        media = [room.media.get_stats() for room in rooms]
         for room in rooms:
             for pid in room.participants:
                 if pid in room.stage:
                     roles[str(room.stage.member(pid).role)] += 1
-            for participant in room.media.room.participants.values():
-                if participant.producer.has_uplink and participant.producer.allowed:
-                    producers += 1
-                consumers += len(participant.consumers)
-            for peer in room.media.peers.values():
-                states[peer.connection_state] += 1
-                for stream in uplink_streams(peer.pc):
-                    loss = m.uplink_loss(stream)
-                    if loss is not None:
-                        uplink_loss.append(loss)
-                        uplink_jitter.append(stream.jitter / 48_000)
-                for report in peer.downlink_reports():
-                    down_loss.append(report.fraction_lost)
-                    down_jitter.append(report.jitter_s)
-                    if report.rtt_s is not None:
-                        down_rtt.append(report.rtt_s)
+        for stats in media:
+            producers += stats.producers
+            consumers += stats.consumers
+            states.update(stats.peer_states)
+            for stream in stats.uplinks:
+                uplink_loss.append(m.uplink_loss(stream))
+                uplink_jitter.append(stream.jitter_s)
+            for report in stats.downlinks:
+                down_loss.append(report.fraction_lost)
+                down_jitter.append(report.jitter_s)
+                if report.rtt_s is not None:
+                    down_rtt.append(report.rtt_s)
 
         gauge = GaugeMetricFamily(
             "podium_participants", "Connected participants by role", labels=["role"]
@@ -348,7 +322,7 @@ class _Collector(Collector):
             gauge.add_metric([state], n)
         yield gauge
 
-        totals = m.totals()
+        totals = m.totals(media)
         if m.server.udp is not None:  # batched sends fail after the fan-out counted them
             totals.dropped["send_error"] += m.server.udp.send_errors
         for name, key, doc in (

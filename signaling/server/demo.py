@@ -16,9 +16,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from signaling.config import ServerConfig
-from signaling.roles import Role
-from signaling.tokens import MAX_IDENTITY_LENGTH, mint_token
+from signaling.room.roles import Role
+from signaling.server.config import ServerConfig
+from signaling.wire.tokens import MAX_IDENTITY_LENGTH, mint_token
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEV_TOKEN_TTL = 6 * 3600.0

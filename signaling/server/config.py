@@ -7,10 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfu.config import MediaConfig
-from signaling.attendees import AttendeeConfig
-from signaling.chat import ChatConfig
-from signaling.protocol import MAX_MESSAGE_BYTES
-from signaling.stage import StageConfig
+from signaling.room.settings import RoomSettings
+from signaling.wire.protocol import MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True)
@@ -31,23 +29,8 @@ class IceServer:
 
 
 @dataclass(frozen=True)
-class RoomSettings:
-    """Defaults for every room (the server API will let rooms override them)."""
-
-    stage: StageConfig = field(default_factory=StageConfig)
-    chat: ChatConfig = field(default_factory=ChatConfig)
-    attendees: AttendeeConfig = field(default_factory=AttendeeConfig)
-    empty_timeout: float = 30.0
-    """Seconds an empty room lives on (its bans with it) before it is closed."""
-    media_mode: str = "forward"
-    """How audio reaches listeners: ``forward`` (SFU), ``mix`` or ``auto`` (sfu.mixer.MediaMode)."""
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    """The platform's own data about a room made through the server API."""
-
-
-@dataclass(frozen=True)
 class WebhookConfig:
-    """Where room events are POSTed, and how hard delivery tries (see signaling.webhooks)."""
+    """Where room events are POSTed, and how hard delivery tries (see signaling.server.webhooks)."""
 
     urls: tuple[str, ...] = ()
     api_key: str | None = None

@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from sfu.mixer import MediaMode
-from sfu.rtc.peer import NegotiationError
-from signaling.attendees import AttendeePage
-from signaling.errors import PodiumError
-from signaling.participant import Participant, attendee_info, person_info
-from signaling.protocol import (
+from signaling.room.participant import Participant, person_info
+from signaling.room.roles import Action, Role
+from signaling.room.room import message_info
+from signaling.room.stage import Stage, StageEvent
+from signaling.server.context import ServerContext
+from signaling.server.views import attendance_info, page_info
+from signaling.wire.errors import ErrorCode, PodiumError
+from signaling.wire.protocol import (
     Request,
     encode_error,
     encode_event,
@@ -30,14 +33,10 @@ from signaling.protocol import (
     field,
     parse_request,
 )
-from signaling.roles import Action, Role
-from signaling.room import message_info
-from signaling.stage import AttendanceRecord, Stage, StageEvent
-from signaling.tokens import verify_token
+from signaling.wire.tokens import verify_token
 
 if TYPE_CHECKING:
-    from signaling.room import Room
-    from signaling.server import PodiumServer
+    from signaling.room.room import Room
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ _CLOSE = object()  # outbox sentinel
 
 
 class Session:
-    def __init__(self, ws: web.WebSocketResponse, server: PodiumServer) -> None:
+    def __init__(self, ws: web.WebSocketResponse, server: ServerContext) -> None:
         self.ws = ws
         self.server = server
         self.room: Room | None = None
@@ -131,9 +130,9 @@ class Session:
         request: Request | None = None
         try:
             request = parse_request(raw, HANDLER_TYPES, self.server.config.max_message_bytes)
-            self.server.metrics.request_started(self, request.type)
+            self.server.hooks.request_started(self, request.type)
             result = await HANDLERS[request.type](self, request)
-            self.server.metrics.request_done(self, request.type)
+            self.server.hooks.request_done(self, request.type)
             self.send(encode_response(request.id, result))
             if self.leaving:  # reply first, then release everything
                 room, participant = self.require_joined()
@@ -145,25 +144,29 @@ class Session:
             self.send(encode_error(error))
         except Exception:
             logger.exception("request failed: %r", request)
-            internal = PodiumError("internal_error", "the server failed to handle this request")
+            internal = PodiumError(
+                ErrorCode.INTERNAL_ERROR, "the server failed to handle this request"
+            )
             internal.request_id = request.id if request else None
             self.server.count_error(internal.code)
             self.send(encode_error(internal))
 
     def require_joined(self) -> tuple[Room, Participant]:
         if self.room is None or self.participant is None:
-            raise PodiumError("not_joined", "send 'join' first")
+            raise PodiumError(ErrorCode.NOT_JOINED, "send 'join' first")
         return self.room, self.participant
 
 
 async def _join(session: Session, request: Request) -> Mapping[str, Any]:
     if session.participant is not None:
-        raise PodiumError("already_joined", "this session already joined a room")
+        raise PodiumError(ErrorCode.ALREADY_JOINED, "this session already joined a room")
     server = session.server
     token = verify_token(field(request.data, "token", str), server.config.api_keys)
     room_name = field(request.data, "room", str, required=False)
     if room_name is not None and room_name != token.room:
-        raise PodiumError("room_mismatch", f"token is for room {token.room!r}, not {room_name!r}")
+        raise PodiumError(
+            ErrorCode.ROOM_MISMATCH, f"token is for room {token.room!r}, not {room_name!r}"
+        )
     room = server.room(token.room)
     try:
         participant = await room.admit(token, session)
@@ -192,11 +195,7 @@ async def _join(session: Session, request: Request) -> Mapping[str, Any]:
 async def _offer(session: Session, request: Request) -> Mapping[str, Any]:
     room, participant = session.require_joined()
     sdp = field(request.data, "sdp", str)
-    try:
-        answer = await room.media.connect(participant.id, sdp)
-    except NegotiationError as exc:
-        raise PodiumError(exc.code, exc.message) from exc
-    return {"sdp": answer}
+    return {"sdp": await room.connect_media(participant.id, sdp)}
 
 
 async def _leave(session: Session, request: Request) -> Mapping[str, Any]:
@@ -261,7 +260,7 @@ async def _get_attendees(session: Session, request: Request) -> Mapping[str, Any
     try:
         role_filter = Role(role) if role is not None else None
     except ValueError as exc:
-        raise PodiumError("invalid_request", f"unknown role {role!r}") from exc
+        raise PodiumError(ErrorCode.INVALID_REQUEST, f"unknown role {role!r}") from exc
     limit = field(request.data, "limit", int, required=False)
     page = room.attendees.page(
         cursor=field(request.data, "cursor", str, required=False),
@@ -315,7 +314,7 @@ async def _set_media_mode(session: Session, request: Request) -> Mapping[str, An
     room, participant = session.require_joined()
     name = field(request.data, "mode", str)
     if name not in tuple(MediaMode):
-        raise PodiumError("invalid_request", f"mode must be one of {', '.join(MediaMode)}")
+        raise PodiumError(ErrorCode.INVALID_REQUEST, f"mode must be one of {', '.join(MediaMode)}")
     room.stage.authorize(participant.id, Action.SET_MEDIA_MODE)
     return room.set_media_mode(MediaMode(name))
 
@@ -350,27 +349,3 @@ HANDLERS: dict[str, Handler] = {
     "stop_recording": _stop_recording,
 }
 HANDLER_TYPES = frozenset(HANDLERS)
-
-
-def page_info(page: AttendeePage) -> dict[str, Any]:
-    return {
-        "items": [attendee_info(a) for a in page.items],
-        "next_cursor": page.next_cursor,
-        "total": page.total,
-        "version": page.version,
-    }
-
-
-def attendance_info(record: AttendanceRecord) -> dict[str, Any]:
-    return {
-        "identity": record.identity.user_id,
-        "name": record.identity.name,
-        "visits": [
-            {
-                "joined_at": v.joined_at,
-                "left_at": v.left_at,
-                "roles": [{"role": str(role), "since": since} for role, since in v.roles],
-            }
-            for v in record.visits
-        ],
-    }

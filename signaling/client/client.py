@@ -33,7 +33,7 @@ from aiortc.rtp import RtpPacket
 from sfu.rtc.setup import configure, numpy_audio_level
 from sfu.rtc.tracks import ParkedTrack, park_rtcp, tap_receiver
 from sfu.rtp import AUDIO_LEVEL_URI
-from signaling.errors import PodiumError
+from signaling.wire.errors import PodiumError
 
 PacketHandler = Callable[[int, RtpPacket], None]
 

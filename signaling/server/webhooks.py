@@ -34,11 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from signaling.config import ServerConfig, WebhookConfig
-from signaling.observer import RoomObserver
-from signaling.openapi import WEBHOOKS
-from signaling.session import attendance_info
-from signaling.stage import (
+from signaling.room.room import RoomObserver
+from signaling.room.stage import (
     HandLowered,
     HandRaised,
     Joined,
@@ -49,16 +46,18 @@ from signaling.stage import (
     RoomEnded,
     StageEvent,
 )
-from signaling.views import participant_view, settings_view
-from signaling.webhook_verify import CONTENT_TYPE, sign_webhook
+from signaling.server.config import ServerConfig, WebhookConfig
+from signaling.server.views import attendance_info, participant_view, settings_view
+from signaling.wire.openapi import WEBHOOKS
+from signaling.wire.webhook_verify import CONTENT_TYPE, sign_webhook
 
 if TYPE_CHECKING:
-    from signaling.participant import Participant
-    from signaling.room import Room
+    from signaling.room.participant import Participant
+    from signaling.room.room import Room
 
 logger = logging.getLogger(__name__)
 
-EVENTS = tuple(WEBHOOKS)  # described, one by one, in signaling.openapi
+EVENTS = tuple(WEBHOOKS)  # described, one by one, in signaling.wire.openapi
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from types import MappingProxyType
 
-from signaling.errors import ErrorCode, PodiumError
+from signaling.wire.errors import ErrorCode, PodiumError
 
 
 class Role(StrEnum):

@@ -10,7 +10,23 @@ from enum import StrEnum
 
 
 class ErrorCode(StrEnum):
-    """Machine-readable error codes; clients switch on these, so never rename one."""
+    """Every machine-readable error code; clients switch on these, so never rename one.
+
+    docs/protocol.md, the metrics' ``code`` label and both SDKs use exactly this set
+    (tests/unit/test_error_codes.py checks the docs).
+    """
+
+    # Framing and the request envelope.
+    MALFORMED_JSON = "malformed_json"
+    INVALID_REQUEST = "invalid_request"
+    UNKNOWN_TYPE = "unknown_type"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    # Joining.
+    TOKEN_INVALID = "token_invalid"
+    TOKEN_EXPIRED = "token_expired"
+    ROOM_MISMATCH = "room_mismatch"
+    ALREADY_JOINED = "already_joined"
+    NOT_JOINED = "not_joined"
 
     # Who may do what.
     NOT_PERMITTED = "not_permitted"
@@ -20,7 +36,6 @@ class ErrorCode(StrEnum):
     BANNED = "banned"
     ROOM_ENDED = "room_ended"
     ROOM_FULL = "room_full"
-    INVALID_REQUEST = "invalid_request"
     # Stage.
     STAGE_FULL = "stage_full"
     ALREADY_ON_STAGE = "already_on_stage"
@@ -38,21 +53,27 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_REACTION = "unsupported_reaction"
     NO_SUCH_MESSAGE = "no_such_message"
     NOTHING_PINNED = "nothing_pinned"
+    # Media.
+    INVALID_SDP = "invalid_sdp"
+    INVALID_STATE = "invalid_state"
     # Recording.
     RECORDING_UNAVAILABLE = "recording_unavailable"
     ALREADY_RECORDING = "already_recording"
     NOT_RECORDING = "not_recording"
+    # The server's own failure; the session goes on.
+    INTERNAL_ERROR = "internal_error"
 
 
 class PodiumError(Exception):
     """A refused request. The object that raised it has not changed state."""
 
     code: str
+    """An ``ErrorCode`` value; a str so a client meets codes of newer servers unharmed."""
     message: str
     request_id: int | str | None = None
     """Set by the protocol layer so the error reply names the request it answers."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode | str, message: str) -> None:
         # Keep both in args so the exception pickles and reprs faithfully.
         super().__init__(str(code), message)
         self.code = str(code)

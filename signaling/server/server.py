@@ -10,15 +10,19 @@ from typing import Any
 from aiohttp import web
 
 from sfu.rtc import selfcheck
+from sfu.rtc.media_room import MediaRoom
 from sfu.rtc.setup import configure, host_addresses
 from sfu.rtc.udp_mux import UdpMux
-from signaling.api import ServerApi
-from signaling.config import RoomSettings, ServerConfig
-from signaling.demo import demo_routes
-from signaling.metrics import ServerMetrics
-from signaling.room import Room
-from signaling.session import Session
-from signaling.webhooks import Webhooks
+from signaling.room.media import MediaEventHandler, MediaFacade, PeerLostHandler
+from signaling.room.room import Room
+from signaling.room.settings import RoomSettings
+from signaling.server.api import ServerApi
+from signaling.server.config import ServerConfig
+from signaling.server.demo import demo_routes
+from signaling.server.metrics import ServerMetrics
+from signaling.server.runtime import LoopClock
+from signaling.server.session import Session
+from signaling.server.webhooks import Webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ class PodiumServer:
         self.errors: Counter[str] = Counter()
         self._empty_timers: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Future[None]] = set()
+        self.clock = LoopClock()
         self.webhooks = Webhooks(config)
         self.app = web.Application()
         self.app.add_routes([web.get("/rtc", self._rtc), web.get("/healthz", self._healthz)])
@@ -80,6 +85,10 @@ class PodiumServer:
             self.udp.close()
 
     @property
+    def hooks(self) -> ServerMetrics:
+        return self.metrics
+
+    @property
     def url(self) -> str:
         return f"ws://{self.config.host}:{self.port}/rtc"
 
@@ -88,9 +97,7 @@ class PodiumServer:
         """The live room called ``name``; created by its first join."""
         room = self.rooms.get(name)
         if room is None or room.stage.ended:
-            room = self.rooms[name] = Room(
-                name, self.config, self.room_idle, observer=self.webhooks, udp=self.udp
-            )
+            room = self.rooms[name] = self._new_room(name, self.config.room)
         timer = self._empty_timers.pop(name, None)
         if timer is not None:
             timer.cancel()
@@ -98,16 +105,25 @@ class PodiumServer:
 
     async def create_room(self, name: str, settings: RoomSettings) -> Room:
         """A room made ahead of its first join (server API): it waits ``empty_timeout`` for one."""
-        room = self.rooms[name] = Room(
-            name,
-            self.config,
-            self.room_idle,
-            settings=settings,
-            observer=self.webhooks,
-            udp=self.udp,
-        )
+        room = self.rooms[name] = self._new_room(name, settings)
         await self.room_idle(room)
         return room
+
+    def _new_room(self, name: str, settings: RoomSettings) -> Room:
+        return Room(
+            name,
+            settings,
+            self._media,
+            self.clock,
+            self.room_idle,
+            observer=self.webhooks,
+            recordings_dir=self.config.recordings_dir,
+        )
+
+    def _media(
+        self, name: str, on_event: MediaEventHandler, on_peer_lost: PeerLostHandler
+    ) -> MediaFacade:
+        return MediaRoom(name, self.config.media, on_event, on_peer_lost, self.udp)
 
     async def room_idle(self, room: Room) -> None:
         """An ended room closes at once, an empty one after ``empty_timeout`` (so do its bans)."""
@@ -139,10 +155,11 @@ class PodiumServer:
         self.errors[code] += 1
 
     def dump(self) -> dict[str, Any]:
+        rooms = {name: room.dump() for name, room in self.rooms.items()}
         return {
-            "rooms": {name: room.dump() for name, room in self.rooms.items()},
-            "peer_connections": sum(len(r.media.peers) for r in self.rooms.values()),
-            "routing_entries": sum(r.media.room.routing.entries for r in self.rooms.values()),
+            "rooms": rooms,
+            "peer_connections": sum(len(r["media"]["peers"]) for r in rooms.values()),
+            "routing_entries": sum(r["media"]["routing_entries"] for r in rooms.values()),
             "errors": dict(self.errors),
             "udp": self.udp.dump() if self.udp is not None else None,
         }

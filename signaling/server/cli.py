@@ -14,12 +14,12 @@ from collections.abc import Sequence
 
 from sfu.config import MediaConfig
 from sfu.mixer import MediaMode
-from signaling.config import IceServer, RoomSettings, ServerConfig, WebhookConfig
-from signaling.roles import Role
-from signaling.tokens import ALL_ROOMS, mint_admin_token, mint_token
+from signaling.room.roles import Role
+from signaling.room.settings import RoomSettings
+from signaling.server.config import IceServer, ServerConfig, WebhookConfig
+from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
+from signaling.wire.tokens import ALL_ROOMS, mint_admin_token, mint_token
 
-DEV_API_KEY = "devkey"
-DEV_API_SECRET = "devsecret-change-me-0123456789abcdef"  # fixed so dev tokens survive restarts
 DEFAULT_PORT = 7880
 DEFAULT_UDP_PORT = 7882
 
@@ -88,7 +88,7 @@ def tune_gc() -> None:
 
 
 async def _run(config: ServerConfig, dev: bool) -> None:
-    from signaling.server import PodiumServer
+    from signaling.server.server import PodiumServer
 
     server = PodiumServer(config)
     await server.start()
@@ -210,16 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    """The load generator lives in the source tree's benchmarks/, not in the wheel."""
-    if os.path.isfile(os.path.join("benchmarks", "load.py")):  # run from a checkout
-        sys.path.insert(0, os.getcwd())
-    try:
-        from benchmarks.load import main as bench_main
-    except ImportError:
-        sys.exit(
-            "podium bench: the load generator is in the source tree (benchmarks/load.py);"
-            " run it from a checkout: pip install -e '.[bench]' && podium bench --help"
-        )
+    """The load generator ships in the package (``benchmarks``), imported only when used."""
+    from benchmarks.load import main as bench_main
+
     sys.exit(bench_main(args.bench_args))
 
 

@@ -9,7 +9,7 @@ state (409). Every error is ``{"error": {"code", "message"[, "field"]}}``.
 Changes go through the same Stage requests and ``Room.apply`` as a moderator's
 WebSocket requests (``Stage.server_*``), so clients, media and webhooks see an
 API call exactly as they see the moderator action; the only difference is
-``by: ""``, the platform. ``signaling.openapi`` describes all of this and is
+``by: ""``, the platform. ``signaling.wire.openapi`` describes all of this and is
 served at ``/openapi.json``; keep the two in step (the tests hold them to it).
 """
 
@@ -29,19 +29,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from aiohttp import web
 
 from sfu.mixer import MediaMode
-from signaling.config import RoomSettings
-from signaling.errors import PodiumError
-from signaling.openapi import spec
-from signaling.participant import identity_of
-from signaling.roles import Role
-from signaling.session import attendance_info
-from signaling.stage import Member, StageEvent
-from signaling.tokens import MAX_IDENTITY_LENGTH, AccessToken, AdminGrant, verify_admin_token
-from signaling.views import participant_view, room_view
+from signaling.room.participant import identity_of
+from signaling.room.roles import Role
+from signaling.room.settings import RoomSettings
+from signaling.room.stage import Member, StageEvent
+from signaling.server.context import ServerContext
+from signaling.server.views import attendance_info, participant_view, room_view
+from signaling.wire.errors import PodiumError
+from signaling.wire.openapi import spec
+from signaling.wire.tokens import MAX_IDENTITY_LENGTH, AccessToken, AdminGrant, verify_admin_token
 
 if TYPE_CHECKING:
-    from signaling.room import Room
-    from signaling.server import PodiumServer
+    from signaling.room.room import Room
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +251,7 @@ def _stage_call(call: Callable[[], StageEvent]) -> StageEvent:
 class ServerApi:
     """Routes of the server API over one PodiumServer's room registry."""
 
-    def __init__(self, server: PodiumServer) -> None:
+    def __init__(self, server: ServerContext) -> None:
         self.server = server
         self._spec = spec()
         # (method, path template) -> its query parameters, straight from the document.

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from signaling.errors import PodiumError
+from signaling.wire.errors import ErrorCode, PodiumError
 
 MAX_MESSAGE_BYTES = 64 * 1024
 RequestId = int | str
@@ -33,24 +33,26 @@ def parse_request(
     """Validate one inbound frame; raise PodiumError (with the request id when known)."""
     size = len(raw.encode() if isinstance(raw, str) else raw)
     if size > max_bytes:
-        raise PodiumError("message_too_large", f"message of {size} bytes exceeds {max_bytes}")
+        raise PodiumError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"message of {size} bytes exceeds {max_bytes}"
+        )
     try:
         message = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise PodiumError("malformed_json", f"not valid JSON: {exc}") from exc
+        raise PodiumError(ErrorCode.MALFORMED_JSON, f"not valid JSON: {exc}") from exc
     if not isinstance(message, dict):
-        raise PodiumError("invalid_request", "a request must be a JSON object")
+        raise PodiumError(ErrorCode.INVALID_REQUEST, "a request must be a JSON object")
     request_id = message.get("id")
     if isinstance(request_id, bool) or not isinstance(request_id, int | str):
-        raise PodiumError("invalid_request", "request 'id' must be a string or an integer")
+        raise PodiumError(ErrorCode.INVALID_REQUEST, "request 'id' must be a string or an integer")
     kind = message.get("type")
     if not isinstance(kind, str):
-        raise _refused("invalid_request", "request 'type' must be a string", request_id)
+        raise _refused(ErrorCode.INVALID_REQUEST, "request 'type' must be a string", request_id)
     if kind not in known_types:
-        raise _refused("unknown_type", f"unknown request type {kind!r}", request_id)
+        raise _refused(ErrorCode.UNKNOWN_TYPE, f"unknown request type {kind!r}", request_id)
     data = message.get("data", {})
     if not isinstance(data, dict):
-        raise _refused("invalid_request", "request 'data' must be an object", request_id)
+        raise _refused(ErrorCode.INVALID_REQUEST, "request 'data' must be an object", request_id)
     return Request(request_id, kind, data)
 
 
@@ -66,7 +68,7 @@ def field(data: Mapping[str, Any], name: str, kind: type, *, required: bool = Tr
     if value is None and not required:
         return None
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise PodiumError("invalid_request", f"field {name!r} must be a {kind.__name__}")
+        raise PodiumError(ErrorCode.INVALID_REQUEST, f"field {name!r} must be a {kind.__name__}")
     return value
 
 

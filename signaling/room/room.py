@@ -7,7 +7,6 @@ refused request changes nothing anywhere.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import secrets
@@ -19,25 +18,23 @@ from typing import Any
 
 from sfu.activity import SpeakingChanged
 from sfu.dominant_speaker import DominantSpeakerChanged
+from sfu.errors import MediaError
 from sfu.events import RouterEvent, SlotsChanged
 from sfu.mixer import MIX, MediaMode, MediaModeChanged, is_mix
-from sfu.rtc.media_room import MediaRoom
-from sfu.rtc.udp_mux import UdpMux
-from signaling.attendees import AttendeeDelta, AttendeeList
-from signaling.chat import Chat, ChatMessage
-from signaling.config import RoomSettings, ServerConfig
-from signaling.errors import ErrorCode, PodiumError
-from signaling.observer import NO_OBSERVER, RoomObserver
-from signaling.participant import (
+from signaling.room.attendees import AttendeeDelta, AttendeeList
+from signaling.room.chat import Chat, ChatMessage
+from signaling.room.clock import Clock, TimerHandle
+from signaling.room.media import MediaFactory, refusal
+from signaling.room.participant import (
     Outbox,
     Participant,
     attendee_info,
     identity_of,
     person_info,
 )
-from signaling.protocol import encode_event
-from signaling.roles import Role
-from signaling.stage import (
+from signaling.room.roles import Role
+from signaling.room.settings import RoomSettings
+from signaling.room.stage import (
     HandLowered,
     HandRaised,
     InviteCancelled,
@@ -53,7 +50,9 @@ from signaling.stage import (
     Stage,
     StageEvent,
 )
-from signaling.tokens import AccessToken
+from signaling.wire.errors import ErrorCode, PodiumError
+from signaling.wire.protocol import encode_event
+from signaling.wire.tokens import AccessToken
 
 logger = logging.getLogger(__name__)
 
@@ -64,29 +63,65 @@ def message_info(message: ChatMessage) -> dict[str, Any]:
     return asdict(message)
 
 
+class RoomObserver:
+    """What a Room tells the world outside its WebSockets (webhooks), from one place each.
+
+    A Room calls these from the very code paths that change it: ``apply`` for every
+    stage event, ``remove`` for every departure whatever its cause, ``close`` when
+    it is gone. So an event caused by the server API and the same event caused by
+    a moderator's WebSocket request are reported identically. Implementations must
+    neither block nor raise: they run inside request handling.
+
+    This one does nothing; ``signaling.server.webhooks.Webhooks`` is the real one.
+    """
+
+    def room_started(self, room: Room) -> None:
+        """``room`` was created (by the server API or by its first join)."""
+
+    def stage_event(self, room: Room, event: StageEvent, now: float) -> None:
+        """``room.apply`` carried ``event`` out."""
+
+    def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
+        """``participant`` is gone, for ``reason`` (the one its client was told)."""
+
+    def room_finished(self, room: Room, reason: str) -> None:
+        """``room`` closed: everyone has left, its media is being released."""
+
+
+NO_OBSERVER = RoomObserver()
+
+
 class Room:
+    """The orchestrator: carries out what the stage decides, on media and on the wire.
+
+    No I/O of its own: media through the ``MediaFacade`` protocol, time and deferred
+    work through the ``Clock``, messages through each participant's ``Outbox``.
+    """
+
     def __init__(
         self,
         name: str,
-        config: ServerConfig,
+        settings: RoomSettings,
+        media: MediaFactory,
+        clock: Clock,
         on_empty: Callable[[Room], Awaitable[None]],
-        settings: RoomSettings | None = None,
         observer: RoomObserver = NO_OBSERVER,
-        udp: UdpMux | None = None,
+        recordings_dir: str | None = None,
     ) -> None:
         self.name = name
-        self.config = config
-        self.settings = settings or config.room  # per room when made through the server API
+        self.settings = settings
+        self.clock = clock
+        self.recordings_dir = recordings_dir
         self.sid = f"RM_{secrets.token_hex(8)}"  # tells apart successive rooms of one name
-        self.created_at = time.time()
+        self.created_at = clock.time()
         self.participants: dict[str, Participant] = {}
         self.stage = Stage(self.settings.stage)
         self.chat = Chat(self.settings.chat)
         self.attendees = AttendeeList(self.settings.attendees)
-        self.media = MediaRoom(name, config.media, self._media_event, self._peer_lost, udp)
+        self.media = media(name, self._media_event, self._peer_lost)
         self.media.set_media_mode(MediaMode(self.settings.media_mode))
         self._on_empty = on_empty
-        self._attendee_timer: asyncio.TimerHandle | None = None
+        self._attendee_timer: TimerHandle | None = None
         self.observer = observer
         observer.room_started(self)
 
@@ -98,7 +133,7 @@ class Room:
             "num_participants": len(self.participants),
             "counts": {str(role): counts.get(role, 0) for role in Role},
             "media_mode": self.media_mode_info(),
-            "recording": self.media.mixing.recording is not None,
+            "recording": self.media.recording is not None,
         }
 
     def role(self, identity: str) -> Role:
@@ -108,14 +143,14 @@ class Room:
     async def admit(self, token: AccessToken, outbox: Outbox) -> Participant:
         """Add a participant; an identity already present is replaced (its old session closed)."""
         if self.stage.is_banned(token.identity):
-            raise PodiumError("banned", "you were banned from this room")
+            raise PodiumError(ErrorCode.BANNED, "you were banned from this room")
         identity = identity_of(token)
         if token.identity in self.participants:
             # Refused before the old session is touched: a refusal must not cost it its seat.
             self.stage.check_admission(identity, token.role, replacing=token.identity)
             # Not "empty" in between: the room (its bans, chat, attendance) must survive.
             await self.remove(token.identity, "duplicate_identity", release=False)
-        now = time.time()
+        now = self.clock.time()
         event = self.stage.join(identity.user_id, identity, token.role, now)  # may refuse
         participant = Participant(identity, token.metadata, outbox)
         self.participants[participant.id] = participant
@@ -133,7 +168,7 @@ class Room:
         if participant is None:
             return
         if not self.stage.ended and identity in self.stage:  # a removal already dropped it
-            now = time.time()
+            now = self.clock.time()
             self.apply(self.stage.leave(identity, now), now)
         self.chat.forget(identity)
         self.observer.participant_left(self, participant, reason)
@@ -141,6 +176,13 @@ class Room:
         await self.media.leave(identity)
         if release and not self.participants:
             await self._on_empty(self)
+
+    async def connect_media(self, identity: str, offer_sdp: str) -> str:
+        """The SDP answer to a participant's offer."""
+        try:
+            return await self.media.connect(identity, offer_sdp)
+        except MediaError as exc:
+            raise refusal(exc) from exc
 
     # -- events → media and messages --------------------------------------
     def apply(self, event: StageEvent, now: float) -> None:
@@ -187,9 +229,7 @@ class Room:
 
     def _close_later(self, identity: str, reason: str) -> None:
         """Remove after the current request's reply has been queued."""
-        asyncio.get_running_loop().call_soon(
-            lambda: asyncio.ensure_future(self.remove(identity, reason))
-        )
+        self.clock.spawn(lambda: self.remove(identity, reason))
 
     # -- attendee deltas -------------------------------------------------
     def _schedule_attendees(self) -> None:
@@ -199,12 +239,12 @@ class Room:
         due = self.attendees.get_timer()
         if due is None:
             return
-        delay = max(0.0, due - time.time())
-        self._attendee_timer = asyncio.get_running_loop().call_later(delay, self._flush_attendees)
+        delay = max(0.0, due - self.clock.time())
+        self._attendee_timer = self.clock.call_later(delay, self._flush_attendees)
 
     def _flush_attendees(self) -> None:
         self._attendee_timer = None
-        delta = self.attendees.poll(time.time())
+        delta = self.attendees.poll(self.clock.time())
         if delta is not None:
             self.broadcast("attendees", delta_info(delta))
         self._schedule_attendees()
@@ -262,33 +302,35 @@ class Room:
         return self.media_mode_info()
 
     def media_mode_info(self) -> dict[str, Any]:
-        mixing = self.media.mixing
-        return {"mode": str(mixing.mode), "mixing": mixing.active}
+        state = self.media.media_mode
+        return {"mode": str(state.mode), "mixing": state.mixing}
 
     def start_recording(self, by: str) -> dict[str, Any]:
         """Record the room's mix to a new file; everyone is told (``by`` "" is the platform)."""
-        directory = self.config.recordings_dir
+        directory = self.recordings_dir
         if directory is None:
             raise PodiumError(ErrorCode.RECORDING_UNAVAILABLE, "this server keeps no recordings")
-        if self.media.mixing.recording is not None:
-            raise PodiumError(ErrorCode.ALREADY_RECORDING, "the room is being recorded already")
-        path = Path(directory) / recording_name(self.name, time.time())
+        path = Path(directory) / recording_name(self.name, self.clock.time())
         try:
-            recording = self.media.mixing.start_recording(path)
+            started_at = self.media.start_recording(path)
+        except MediaError as exc:
+            raise refusal(exc) from exc
         except OSError as exc:
             logger.error("room %s: cannot record to %s: %s", self.name, path, exc)
             refused = PodiumError(ErrorCode.RECORDING_UNAVAILABLE, "cannot write the recording")
             raise refused from exc
-        info = {"recording": path.name, "by": by, "at": recording.started_at}
+        info = {"recording": path.name, "by": by, "at": started_at}
         self.broadcast("recording_started", info)
         return info
 
     def stop_recording(self, by: str) -> dict[str, Any]:
-        recording = self.media.mixing.recording
-        if recording is None:
-            raise PodiumError(ErrorCode.NOT_RECORDING, "the room is not being recorded")
-        duration = self.media.mixing.stop_recording()
-        info = {"recording": recording.path.name, "by": by, "duration": round(duration, 3)}
+        path = self.media.recording
+        try:
+            duration = self.media.stop_recording()
+        except MediaError as exc:
+            raise refusal(exc) from exc
+        assert path is not None  # stop_recording refuses otherwise
+        info = {"recording": path.name, "by": by, "duration": round(duration, 3)}
         self.broadcast("recording_finished", info)
         return info
 

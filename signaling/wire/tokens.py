@@ -16,8 +16,8 @@ from typing import Any
 
 import jwt
 
-from signaling.errors import PodiumError
-from signaling.roles import Role
+from signaling.room.roles import Role
+from signaling.wire.errors import ErrorCode, PodiumError
 
 ALGORITHM = "HS256"
 PROFILE_FIELDS = ("headline", "avatar_url", "profile_url")
@@ -107,10 +107,10 @@ def verify_admin_token(token: str, keys: Mapping[str, str], now: float | None = 
     claims = _verified_claims(token, keys, now, ("exp", "iss"))
     grant = claims.get("admin")
     if not isinstance(grant, dict):
-        raise PodiumError("not_permitted", "token carries no admin grant")
+        raise PodiumError(ErrorCode.NOT_PERMITTED, "token carries no admin grant")
     room = grant.get("room")
     if not isinstance(room, str) or not room:
-        raise PodiumError("token_invalid", "admin grant has no room ('*' for every room)")
+        raise PodiumError(ErrorCode.TOKEN_INVALID, "admin grant has no room ('*' for every room)")
     return AdminGrant(room, str(claims["iss"]), float(claims["exp"]))
 
 
@@ -118,14 +118,14 @@ def _verified_claims(
     token: str, keys: Mapping[str, str], now: float | None, required: tuple[str, ...]
 ) -> dict[str, Any]:
     if not isinstance(token, str) or not token:
-        raise PodiumError("token_invalid", "access token missing")
+        raise PodiumError(ErrorCode.TOKEN_INVALID, "access token missing")
     try:
         unverified = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
-        raise PodiumError("token_invalid", f"malformed access token: {exc}") from exc
+        raise PodiumError(ErrorCode.TOKEN_INVALID, f"malformed access token: {exc}") from exc
     secret = keys.get(str(unverified.get("iss", "")))
     if secret is None:
-        raise PodiumError("token_invalid", "unknown API key (iss)")
+        raise PodiumError(ErrorCode.TOKEN_INVALID, "unknown API key (iss)")
     try:
         claims = jwt.decode(
             token,
@@ -134,29 +134,31 @@ def _verified_claims(
             options={"require": list(required), "verify_exp": False, "verify_nbf": False},
         )
     except jwt.PyJWTError as exc:
-        raise PodiumError("token_invalid", f"access token rejected: {exc}") from exc
+        raise PodiumError(ErrorCode.TOKEN_INVALID, f"access token rejected: {exc}") from exc
     current = time.time() if now is None else now
     if not all(isinstance(claims.get(k, 0), int | float) for k in ("exp", "nbf")):
-        raise PodiumError("token_invalid", "exp/nbf must be numbers")
+        raise PodiumError(ErrorCode.TOKEN_INVALID, "exp/nbf must be numbers")
     if claims["exp"] <= current:
-        raise PodiumError("token_expired", "access token expired")
+        raise PodiumError(ErrorCode.TOKEN_EXPIRED, "access token expired")
     if claims.get("nbf", 0) > current + 5:  # small allowance for clock skew
-        raise PodiumError("token_invalid", "access token not valid yet")
+        raise PodiumError(ErrorCode.TOKEN_INVALID, "access token not valid yet")
     return claims
 
 
 def _to_access_token(claims: Mapping[str, Any]) -> AccessToken:
     identity, room = claims.get("sub"), claims.get("room")
     if not isinstance(identity, str) or not 0 < len(identity) <= MAX_IDENTITY_LENGTH:
-        raise PodiumError("token_invalid", "token identity (sub) must be a non-empty string")
+        raise PodiumError(
+            ErrorCode.TOKEN_INVALID, "token identity (sub) must be a non-empty string"
+        )
     if not isinstance(room, str) or not room:
-        raise PodiumError("token_invalid", "token has no room")
+        raise PodiumError(ErrorCode.TOKEN_INVALID, "token has no room")
     try:
         role = Role(claims.get("role", Role.LISTENER))
     except ValueError as exc:
-        raise PodiumError("token_invalid", f"unknown role {claims.get('role')!r}") from exc
+        raise PodiumError(ErrorCode.TOKEN_INVALID, f"unknown role {claims.get('role')!r}") from exc
     metadata = claims.get("metadata") or {}
     name = claims.get("name") or identity
     if not isinstance(metadata, dict) or not isinstance(name, str):
-        raise PodiumError("token_invalid", "token name/metadata malformed")
+        raise PodiumError(ErrorCode.TOKEN_INVALID, "token name/metadata malformed")
     return AccessToken(identity, room, role, name, metadata, float(claims["exp"]))

@@ -13,8 +13,8 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
-from signaling.errors import ErrorCode, PodiumError
-from signaling.roles import Action, Role, require
+from signaling.room.roles import Action, Role, require
+from signaling.wire.errors import ErrorCode, PodiumError
 
 REACTIONS = frozenset({"👍", "👏", "❤️", "😂", "🎉", "🔥", "💯", "🙌", "😮", "🤔"})
 

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from signaling.attendees import Attendee, Identity
-from signaling.roles import Role
-from signaling.tokens import AccessToken
+from signaling.room.attendees import Attendee, Identity
+from signaling.room.roles import Role
+from signaling.wire.tokens import AccessToken
 
 
 class Outbox(Protocol):

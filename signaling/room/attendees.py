@@ -17,8 +17,8 @@ import itertools
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, replace
 
-from signaling.errors import ErrorCode, PodiumError
-from signaling.roles import Role
+from signaling.room.roles import Role
+from signaling.wire.errors import ErrorCode, PodiumError
 
 _RANK = {role: rank for rank, role in enumerate(Role)}
 

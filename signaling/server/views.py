@@ -2,22 +2,21 @@
 
 One function per shape, so that what ``GET /v1/rooms/{room}`` returns and what
 ``room_started`` carries cannot drift apart (both are described once, in
-``signaling.openapi``). They read the live Stage, not the batched attendee
+``signaling.wire.openapi``). They read the live Stage, not the batched attendee
 list: a backend acting on a participant must see them the moment they joined.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from signaling.config import RoomSettings
-from signaling.participant import person_info
-from signaling.roles import Role
-from signaling.stage import Member
-
-if TYPE_CHECKING:
-    from signaling.room import Room
+from signaling.room.attendees import AttendeePage
+from signaling.room.participant import attendee_info, person_info
+from signaling.room.roles import Role
+from signaling.room.room import Room
+from signaling.room.settings import RoomSettings
+from signaling.room.stage import AttendanceRecord, Member
 
 
 def settings_view(settings: RoomSettings) -> dict[str, Any]:
@@ -53,4 +52,28 @@ def participant_view(room: Room, member: Member, hands: Collection[str]) -> dict
         "hand_raised": member.id in hands,
         "invited": member.invited_by is not None,
         "metadata": dict(participant.metadata) if participant is not None else {},
+    }
+
+
+def page_info(page: AttendeePage) -> dict[str, Any]:
+    return {
+        "items": [attendee_info(a) for a in page.items],
+        "next_cursor": page.next_cursor,
+        "total": page.total,
+        "version": page.version,
+    }
+
+
+def attendance_info(record: AttendanceRecord) -> dict[str, Any]:
+    return {
+        "identity": record.identity.user_id,
+        "name": record.identity.name,
+        "visits": [
+            {
+                "joined_at": v.joined_at,
+                "left_at": v.left_at,
+                "roles": [{"role": str(role), "since": since} for role, since in v.roles],
+            }
+            for v in record.visits
+        ],
     }

@@ -1,0 +1,1 @@
+"""The process edge, the only signaling layer doing I/O: WebSocket, REST, webhooks, metrics, CLI."""

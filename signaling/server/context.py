@@ -1,0 +1,45 @@
+"""What the server's parts (sessions, the REST API, metrics) need of the server.
+
+They depend on this protocol, not on ``PodiumServer``, so the server module can import
+them without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Protocol
+
+from sfu.rtc.udp_mux import UdpMux
+from signaling.room.room import Room
+from signaling.room.settings import RoomSettings
+from signaling.server.config import ServerConfig
+
+
+class RequestHooks(Protocol):
+    """Per-request accounting (``ServerMetrics``); ``session`` is any weak-referenceable key."""
+
+    def request_started(self, session: object, kind: str) -> None: ...
+
+    def request_done(self, session: object, kind: str) -> None: ...
+
+
+class ServerContext(Protocol):
+    config: ServerConfig
+    rooms: dict[str, Room]
+    errors: Counter[str]
+    udp: UdpMux | None
+
+    @property
+    def hooks(self) -> RequestHooks: ...
+
+    def room(self, name: str) -> Room:
+        """The live room called ``name``, created by its first join."""
+        ...
+
+    async def create_room(self, name: str, settings: RoomSettings) -> Room: ...
+
+    async def room_idle(self, room: Room) -> None: ...
+
+    async def release_if_empty(self, room: Room) -> None: ...
+
+    def count_error(self, code: str) -> None: ...

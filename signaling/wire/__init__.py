@@ -1,0 +1,1 @@
+"""What crosses the wire: typed messages, error codes, framing, tokens and webhook signatures."""
