@@ -175,12 +175,22 @@ async def _worker(
         )
         if role == "speaker":
             client = await PodiumClient.connect(
-                url, token, publish=ToneTrack(440.0), host_addresses=[HOST], timeout=30.0
+                url,
+                token,
+                publish=ToneTrack(440.0),
+                host_addresses=[HOST],
+                timeout=30.0,
+                tune_process=True,
             )
         else:
             entry = ListenerCounts(per_slot=[0] * slots)
             client = await PodiumClient.connect(
-                url, token, on_packet=packet_counter(entry), host_addresses=[HOST], timeout=30.0
+                url,
+                token,
+                on_packet=packet_counter(entry),
+                host_addresses=[HOST],
+                timeout=30.0,
+                tune_process=True,
             )
         clients.append(client)
         await client.wait_connected(timeout=30.0)

@@ -337,6 +337,7 @@ class _Worker:
                     publish=track,
                     on_packet=_ignore,  # speakers hear each other: undecoded, uncounted
                     host_addresses=self.setup.host_addresses,
+                    tune_process=True,
                     timeout=self.setup.join_timeout,
                 )
                 await client.wait_connected(self.setup.join_timeout)
@@ -383,6 +384,7 @@ class _Worker:
                 self.token(identity, room, "listener"),
                 on_packet=self.packet_counter(listener),
                 host_addresses=self.setup.host_addresses,
+                tune_process=True,
                 timeout=self.setup.join_timeout,
             )
             await listener.client.wait_connected(self.setup.join_timeout)

@@ -135,12 +135,13 @@ async def _serve(port: int, commands: Any, results: Any) -> None:
         command: Message = await asyncio.to_thread(commands.recv)
         if command["type"] == "stats":
             room = server.rooms.get(ROOM)
+            dump = room.media.dump() if room else {"mixing": {}, "stats": {}}
             results.send(
                 {
                     "type": "stats",
-                    "mixing": dict(room.media.mixing.stats) if room else {},
-                    "media": dict(room.media.stats) if room else {},
-                    "mixed": list(room.media.mixing.mixer.mixed) if room else [],
+                    "mixing": dump["mixing"].get("stats", {}),
+                    "media": dump["stats"],
+                    "mixed": dump["mixing"].get("mixed", []),
                     "lag": lag.take(),
                 }
             )

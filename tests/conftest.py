@@ -15,6 +15,17 @@ from signaling.server.config import ServerConfig
 from signaling.server.server import PodiumServer
 from signaling.wire.tokens import mint_token
 
+TIERS = ("unit", "integration", "browser", "bench")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test's tier is the folder it lives in (tests/unit/, tests/integration/, ...)."""
+    for item in items:
+        tier = next((t for t in TIERS if t in item.path.parts), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 API_KEY = "testkey"
 API_SECRET = "testsecret-0123456789abcdef0123456789"
 LOOPBACK = ("127.0.0.1",)
@@ -59,7 +70,11 @@ async def connect(server: PodiumServer) -> AsyncIterator[Connect]:
     async def _connect(identity: str, role: str = "listener", **kw: Any) -> PodiumClient:
         room = kw.pop("room", "room1")
         client = await PodiumClient.connect(
-            server.url, token(identity, role, room=room), host_addresses=LOOPBACK, **kw
+            server.url,
+            token(identity, role, room=room),
+            host_addresses=LOOPBACK,
+            tune_process=True,
+            **kw,
         )
         clients.append(client)
         if client.pc is not None:
@@ -83,7 +98,7 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> No
 
 def udp_sockets() -> int:
     """UDP sockets this process holds open (server and in-process clients alike)."""
-    inodes = set()
+    inodes: set[str] = set()
     for table in ("/proc/self/net/udp", "/proc/self/net/udp6"):
         with open(table) as f:
             inodes.update(line.split()[9] for line in list(f)[1:])

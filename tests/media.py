@@ -34,6 +34,7 @@ async def record(track: MediaStreamTrack, seconds: float) -> np.ndarray:
             frame = await asyncio.wait_for(track.recv(), remaining)
         except (TimeoutError, MediaStreamError):
             break
+        assert isinstance(frame, av.AudioFrame)
         chunks.append(to_mono(frame))
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
@@ -74,6 +75,7 @@ class Recorder:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
+                assert isinstance(frame, av.AudioFrame)
                 self.frames.append((time.monotonic(), to_mono(frame)))
 
     def between(self, start: float, end: float) -> np.ndarray:

@@ -122,9 +122,18 @@ def share_dtls_certificate() -> None:
 
 
 def configure(addresses: Sequence[str]) -> None:
+    """The server's settings: Opus only, one certificate, host candidates on ``addresses``."""
     opus_only()
     share_dtls_certificate()
     announce_addresses(addresses)
+
+
+def tune_client_process() -> None:
+    """What a process of many Podium clients (a bot farm, a load generator) may want for
+    every aiortc peer in it: Opus-only offers, one certificate, numpy audio levels."""
+    opus_only()
+    share_dtls_certificate()
+    numpy_audio_level()
 
 
 def rtc_configuration(ice_servers: Sequence[RTCIceServer] = ()) -> RTCConfiguration:

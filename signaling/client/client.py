@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +31,13 @@ from aiortc import (
 )
 from aiortc.rtp import RtpPacket
 
-from sfu.rtc.setup import configure, numpy_audio_level
+from sfu.rtc.setup import announce_addresses, tune_client_process
 from sfu.rtc.tracks import ParkedTrack, park_rtcp, tap_receiver
 from sfu.rtp import AUDIO_LEVEL_URI
 from signaling.wire.errors import PodiumError
 
 PacketHandler = Callable[[int, RtpPacket], None]
+SLOT_HISTORY = 64
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class Slot:
     index: int
     track: MediaStreamTrack | None
     participant: str | None = None
-    history: list[str | None] = field(default_factory=list)
+    history: deque[str | None] = field(default_factory=lambda: deque(maxlen=SLOT_HISTORY))
+    """The slot's latest speakers, oldest first (bounded: a long session must not grow it)."""
 
 
 class PodiumClient:
@@ -84,19 +87,23 @@ class PodiumClient:
         media: bool = True,
         audio_level: bool = True,
         timeout: float = 10.0,
+        tune_process: bool = False,
     ) -> PodiumClient:
         """Join and (unless ``media=False``: a signaling-only client) negotiate media.
 
         ``on_packet(slot, packet)`` receives the slots' RTP packets undecoded
         (load generators); without it each slot exposes a decoded ``track``.
-        ``host_addresses`` sets the ICE addresses to gather (process-wide),
-        e.g. ``["127.0.0.1"]`` for loopback.  ``audio_level=False`` offers no
-        RFC 6464 extension, as some clients do (the server then measures levels
-        by decoding).
+        ``host_addresses`` sets the ICE addresses to gather, e.g. ``["127.0.0.1"]``
+        for loopback: process-wide, as aioice has no per-connection option.
+        ``audio_level=False`` offers no RFC 6464 extension, as some clients do (the
+        server then measures levels by decoding). Nothing else about aiortc changes
+        for the host application unless ``tune_process=True`` asks for
+        ``sfu.rtc.setup.tune_client_process`` (bot farms, load generators).
         """
-        numpy_audio_level()
+        if tune_process:
+            tune_client_process()
         if host_addresses is not None:
-            configure(host_addresses)
+            announce_addresses(host_addresses)
         http = aiohttp.ClientSession()
         try:
             ws = await http.ws_connect(url, heartbeat=None, max_msg_size=0)

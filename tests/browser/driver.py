@@ -34,6 +34,7 @@ from signaling.room.settings import RoomSettings
 from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, eventually, make_config, token
 from tests.media import ToneTrack, dominant_frequency, record, tone_level_db
+from tests.rooms import media_of
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_TONE = 1000.0  # Hz, the fake microphone's WAV
@@ -178,7 +179,7 @@ async def listen(client: PodiumClient, identity: str, seconds: float = 1.2) -> d
 
 
 async def producer_facts(server: PodiumServer, room: str, identity: str) -> dict[str, Any]:
-    producer = server.rooms[room].media.room.participants[identity].producer
+    producer = media_of(server.rooms[room]).room.participants[identity].producer
     return {
         "audio_level": producer.audio_level,
         "level_age": None
@@ -189,7 +190,7 @@ async def producer_facts(server: PodiumServer, room: str, identity: str) -> dict
 
 
 async def packet_rate(server: PodiumServer, room: str, identity: str, seconds: float) -> float:
-    producer = server.rooms[room].media.room.participants[identity].producer
+    producer = media_of(server.rooms[room]).room.participants[identity].producer
     before = producer.packets
     await asyncio.sleep(seconds)
     return (producer.packets - before) / seconds
@@ -200,7 +201,7 @@ async def packet_rate(server: PodiumServer, room: str, identity: str, seconds: f
 
 async def speaker_interop(env: Env) -> dict[str, Any]:
     """A browser speaker heard by a Python listener; what Chrome negotiated and sent."""
-    room, shots = "interop", []
+    room, shots = "interop", list[str]()
     listener = await env.client("py-listener", "listener", room)
     page = await env.page(room, "chrome-speaker", "speaker")
     heard = await listen(listener, "chrome-speaker")
@@ -227,7 +228,7 @@ async def speaker_interop(env: Env) -> dict[str, Any]:
 
 async def browser_listener(env: Env) -> dict[str, Any]:
     """A Python speaker's tone measured in the page (AnalyserNode); indicators and counts."""
-    room, shots = "listen", []
+    room, shots = "listen", list[str]()
     await env.client("py-speaker", "speaker", room, publish=ToneTrack(PYTHON_TONE, 0.5))
     page = await env.page(room, "chrome-listener", "listener")
     await page.wait_for_function("window.podiumDemo.client.slotOf('py-speaker') !== undefined")
@@ -252,7 +253,7 @@ async def browser_listener(env: Env) -> dict[str, Any]:
 
 async def stage_flow(env: Env) -> dict[str, Any]:
     """In the page: raise hand → host page invites → accept → unmute → heard; chat; mute."""
-    room, shots, steps = "stage", [], []
+    room, shots, steps = "stage", list[str](), list[str]()
 
     def step(name: str) -> None:
         steps.append(name)

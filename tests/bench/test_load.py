@@ -10,6 +10,7 @@ from benchmarks.load import (
     CYCLE,
     SlotSeq,
     bin_upper_ms,
+    held,
     hist_percentile,
     lat_bin,
     main,
@@ -67,7 +68,8 @@ def test_small_room_zero_loss_plausible_latency(tmp_path: Path) -> None:
     assert result["errors"] == {}
     assert window["server_cpu_share"] > 0 and window["server_rss_mb"] > 10
     assert not math.isnan(result["joining"]["join_ms_p99"])
-    assert code in (0, 1)  # 1 only if p99 broke 100 ms on a loaded machine
+    limits = result["limits"]  # p99 may break its limit on a loaded machine: then exit 1
+    assert code == (0 if held(window, limits["loss"], limits["p99_ms"]) else 1)
 
 
 def test_join_storm_of_100_listeners_in_5_s_all_receive_audio(tmp_path: Path) -> None:

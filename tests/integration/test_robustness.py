@@ -103,7 +103,9 @@ async def test_bad_input_barrage_gets_errors_while_audio_keeps_flowing(
     await connect("speaker", "speaker", publish=ToneTrack(440))
     listener = await connect("listener")
     await eventually(lambda: listener.slots[0].participant == "speaker")
-    await record(listener.slots[0].track, 0.5)  # fill the jitter buffer
+    track = listener.slots[0].track
+    assert track is not None
+    await record(track, 0.5)  # fill the jitter buffer
 
     track = listener.slots[0].track
     assert track is not None

@@ -9,6 +9,7 @@ from aiortc import RTCRtpReceiver
 from signaling.server.server import PodiumServer
 from tests.conftest import Connect, eventually
 from tests.media import ToneTrack
+from tests.rooms import media_of
 
 
 def sender_reports(receiver: RTCRtpReceiver) -> list[object]:
@@ -29,13 +30,13 @@ async def test_sender_reports_describe_what_was_forwarded_and_silence_sends_none
     await eventually(lambda: bool(sender_reports(receivers[0])), timeout=5)
     await asyncio.sleep(1.5)
     (report,) = sender_reports(receivers[0])
-    forwarded = server.rooms["room1"].media.room.participants["listener"].consumers[0]
+    forwarded = media_of(server.rooms["room1"]).room.participants["listener"].consumers[0]
     assert 0 < report.packetsSent <= forwarded.forwarder.packets  # type: ignore[attr-defined]
     # ... idle slots get none (no reports about nothing).
     assert sender_reports(receivers[1]) == [] and sender_reports(receivers[2]) == []
 
     # A listener's trackless uplink sends no SRs either, until it publishes.
-    uplink = server.rooms["room1"].media.peers["listener"].pc.getTransceivers()[0].receiver
+    uplink = media_of(server.rooms["room1"]).peers["listener"].pc.getTransceivers()[0].receiver
     assert sender_reports(uplink) == []
     await listener.publish(ToneTrack(660))
     await eventually(lambda: bool(sender_reports(uplink)), timeout=5)

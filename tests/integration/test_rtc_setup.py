@@ -10,6 +10,7 @@ from aiortc import RTCCertificate, RTCPeerConnection
 from sfu.rtc import setup
 from signaling.server.server import PodiumServer
 from tests.conftest import Connect
+from tests.rooms import media_of
 
 
 async def test_peer_connections_share_one_certificate_and_its_fingerprints() -> None:
@@ -40,6 +41,6 @@ async def test_dtls_handshakes_share_one_openssl_context(
     """Built once per certificate: each join used to build its own (a tenth of its CPU)."""
     for identity in ("a", "b"):
         await connect(identity)
-    peers = server.rooms["room1"].media.peers.values()
-    contexts = {id(p.pc.getTransceivers()[0].receiver.transport._ssl.get_context()) for p in peers}
+    peers = media_of(server.rooms["room1"]).peers.values()
+    contexts = {id(p.pc.getTransceivers()[0].receiver.transport._ssl.get_context()) for p in peers}  # type: ignore[union-attr]
     assert len(contexts) == 1

@@ -17,8 +17,9 @@ from sfu.rtc.tracks import ToneTrack
 from signaling.client.client import PodiumClient
 from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, eventually, make_config, token
+from tests.rooms import media_of
 
-OPERATIONS = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -209,8 +210,8 @@ async def test_counters_survive_closed_rooms_and_are_never_counted_twice(
 ) -> None:
     server, metrics = metrics_server, metrics_server.metrics
     room = server.room("gone")
-    room.media.stats["packets_out"] += 5
-    room.media.room.dropped["muted"] += 2
+    media_of(room).stats["packets_out"] += 5
+    media_of(room).room.dropped["muted"] += 2
     assert metrics.totals().counters["packets_out"] == 5
     del server.rooms["gone"]  # closing: a scrape folds it into the totals ...
     assert metrics.totals().counters["packets_out"] == 5
@@ -218,7 +219,7 @@ async def test_counters_survive_closed_rooms_and_are_never_counted_twice(
     totals = metrics.totals()
     assert totals.counters["packets_out"] == 5 and totals.dropped["muted"] == 2
     never_scraped = server.room("brief")
-    never_scraped.media.stats["packets_out"] += 3
+    media_of(never_scraped).stats["packets_out"] += 3
     del server.rooms["brief"]
     metrics.room_closed(never_scraped)  # lived and closed between two scrapes
     assert metrics.totals().counters["packets_out"] == 8

@@ -15,6 +15,7 @@ from signaling.client.client import PodiumClient
 from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, Connect, eventually, make_config
 from tests.media import Recorder, ToneTrack, tone_level_db
+from tests.rooms import media_of
 
 A, B = 440.0, 660.0
 
@@ -62,7 +63,7 @@ async def test_listener_hears_everyone_in_one_stream_and_speakers_not_themselves
     assert abs(tone_level_db(heard, A) - tone_level_db(heard, B)) < 3
     assert tone_level_db(heard_by_a, B) - tone_level_db(heard_by_a, A) > 30
     assert tone_level_db(heard_by_b, A) - tone_level_db(heard_by_b, B) > 30
-    media = server.rooms["room1"].media
+    media = media_of(server.rooms["room1"])
     assert sorted(media.mixing.mixer.mixed) == ["a", "b"]
     # Nothing but slot 0 carries packets to the listener, and only the mix.
     assert [c.source for c in media.room.participants["listener"].consumers] == ["mix", None, None]
@@ -161,9 +162,9 @@ async def test_loss_and_reordering_on_a_speakers_uplink_do_not_break_the_mix(
     assert len(dropped) > 10
     # b is concealed, not cut: as loud as a, and the mix never stops.
     assert abs(tone_level_db(heard, A) - tone_level_db(heard, B)) < 3
-    jitter = server.rooms["room1"].media.mixing.mixer.buffers["b"].stats
+    jitter = media_of(server.rooms["room1"]).mixing.mixer.buffers["b"].stats
     assert jitter["lost"] >= 10 and jitter["reordered"] >= 10
-    assert server.rooms["room1"].media.mixing.stats["concealed"] >= 10
+    assert media_of(server.rooms["room1"]).mixing.stats["concealed"] >= 10
 
 
 async def test_auto_mode_mixes_while_the_audience_is_large(

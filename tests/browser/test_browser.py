@@ -31,7 +31,7 @@ from signaling.server.server import PodiumServer
 from signaling.wire.tokens import verify_token
 from tests.conftest import API_KEY, API_SECRET, make_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 DRIVER_TIMEOUT = 150.0

@@ -19,8 +19,9 @@ from signaling.wire.errors import PodiumError
 from signaling.wire.tokens import mint_admin_token
 from tests.api_helpers import SPEC, Api, admin
 from tests.conftest import API_KEY, API_SECRET, LOOPBACK, Connect, eventually, token
+from tests.integration.test_stage_e2e import heard, slot_of
 from tests.media import ToneTrack
-from tests.test_stage_e2e import heard, slot_of
+from tests.rooms import media_of
 
 ROOM = "/v1/rooms/{room}"
 PARTICIPANTS = ROOM + "/participants"
@@ -129,9 +130,9 @@ async def test_malformed_bodies_are_400_naming_the_field(
 ) -> None:
     await connect("host", "host", media=False)
     if isinstance(body, bytes):
-        reply = await api(method, template, data=body, room="room1", **path)
+        reply = await api(method, template, data=body, room="room1", **path)  # type: ignore[arg-type]
     else:
-        reply = await api(method, template, json_body=body, room="room1", **path)
+        reply = await api(method, template, json_body=body, room="room1", **path)  # type: ignore[arg-type]
     assert reply.status == 400, reply
     assert reply.error["code"] == "invalid_request"
     assert reply.error["field"] == field
@@ -174,7 +175,7 @@ async def test_unknown_room_or_participant_is_404(api: Api, connect: Connect) ->
         ("DELETE", PARTICIPANT),
         ("POST", PARTICIPANT + "/mute"),
     ]:
-        body = {} if method == "PATCH" else None
+        body: dict[str, Any] | None = {} if method == "PATCH" else None
         reply = await api(method, template, json_body=body, room="room1", identity="ghost")
         assert (reply.status, reply.error["code"]) == (404, "participant_not_found"), template
     reply = await api("POST", ROOM + "/messages", json_body={"text": "hi"}, room="nowhere")
@@ -324,7 +325,7 @@ async def test_remove_via_api_disconnects_and_bans(
     removed = await host.next_event("participant_removed")
     assert removed.data == {"participant": "troll", "by": "", "banned": True, "reason": "spam"}
     await eventually(lambda: "troll" not in server.rooms["room1"].participants)
-    await eventually(lambda: not server.rooms["room1"].media.peers.get("troll"))
+    await eventually(lambda: not media_of(server.rooms["room1"]).peers.get("troll"))
     assert (await api("GET", PARTICIPANT, room="room1", identity="troll")).status == 404
     with pytest.raises(PodiumError) as banned:
         await PodiumClient.connect(server.url, token("troll"), host_addresses=LOOPBACK)

@@ -24,6 +24,7 @@ from signaling.server.cli import build_parser
 from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, Connect, eventually, make_config, token
 from tests.media import ToneTrack, dominant_frequency, record
+from tests.rooms import media_of
 
 pytestmark = pytest.mark.skipif(not available(), reason="sendmmsg(2) is Linux-only")
 
@@ -44,7 +45,7 @@ async def test_every_peer_connection_shares_one_port_and_audio_flows(
     for client in (speaker, *listeners):
         assert answer_ports(client) == {port}
     for listener in listeners:
-        await eventually(lambda listener=listener: listener.slots[0].participant == "alice")
+        await eventually(lambda listener=listener: listener.slots[0].participant == "alice")  # type: ignore[misc]
         track = listener.slots[0].track
         assert track is not None
         samples = await record(track, 1.0)
@@ -115,14 +116,14 @@ async def test_consent_expires_when_a_client_stops_checking(
         silent = clients[1]
         assert silent.pc is not None
         ice = silent.pc.getTransceivers()[0].sender.transport.transport._connection
-        ice._query_consent_task.cancel()  # the client stops re-checking the pair
+        ice._query_consent_task.cancel()  # type: ignore[union-attr]  # the client stops re-checking
 
         room = server.rooms["room1"]
         await eventually(lambda: "silent" not in room.participants, timeout=6)
         assert server.udp is not None and server.udp.stats["consent_expired"] == 1
         await asyncio.sleep(1.0)  # well past the timeout: the checking client stays
         assert "steady" in room.participants
-        assert room.media.peers["steady"].connection_state == "connected"
+        assert media_of(room).peers["steady"].connection_state == "connected"
     finally:
         for client in clients:
             await client.close()
@@ -303,7 +304,7 @@ async def test_ipv6_clients_are_served_through_the_batch_too() -> None:
             await client.wait_connected()
         listener = clients[1]
         await eventually(lambda: listener.slots[0].participant == "alice")
-        track = listener.slots[0].track
+        track = listener.slots[0].track  # type: ignore[assignment]
         assert track is not None
         samples = await record(track, 1.0)
         assert abs(dominant_frequency(samples[12000:]) - 550) < 5

@@ -10,6 +10,7 @@ from signaling.client.client import PodiumClient
 from signaling.server.server import PodiumServer
 from tests.conftest import Connect, eventually
 from tests.media import ToneTrack, dominant_frequency, record, tone_level_db
+from tests.rooms import media_of
 
 TONES = {"s440": 440.0, "s660": 660.0, "s880": 880.0}
 SETTLE = 24_000  # skip the first 0.5 s of each recording (jitter buffer fill)
@@ -70,5 +71,5 @@ async def test_listener_with_a_send_track_is_heard_by_nobody(
     for samples in recordings[1]:  # listeners still hear the real speaker
         if len(samples):
             assert abs(dominant_frequency(samples[SETTLE:]) - 440) < 5
-    dropped = server.rooms["room1"].media.room.dropped
+    dropped = media_of(server.rooms["room1"]).room.dropped
     assert dropped["not_allowed"] > 25  # its packets reached the SFU and were refused there

@@ -77,7 +77,7 @@ def test_packets_reordered_within_the_delay_play_in_order() -> None:
     arrivals = stream(40)
     for i in range(5, 35, 7):  # swap neighbours: i + 1 arrives 5 ms before i
         (_, *a), (t2, *b) = arrivals[i], arrivals[i + 1]
-        arrivals[i], arrivals[i + 1] = (t2 + 0.005, *a), (t2, *b)
+        arrivals[i], arrivals[i + 1] = (t2 + 0.005, *a), (t2, *b)  # type: ignore[assignment]
     buffer = JitterBuffer(delay=0.02)
     rounds = run(buffer, arrivals, 42)
     assert played(rounds) == list(range(40))
@@ -154,7 +154,9 @@ def test_a_burst_after_a_stall_is_cut_back_to_the_delay() -> None:
 def test_a_backlog_below_max_delay_is_drained_within_about_a_second() -> None:
     # The sender stalls 150 ms once; afterwards every packet arrives on time, but the
     # spurt restarted from the burst's oldest packet, 150 ms behind.
-    arrivals = [(max(t, 0.65) if 0.5 <= t < 0.65 else t, *rest) for t, *rest in stream(150)]
+    arrivals = [
+        (max(t, 0.65) if 0.5 <= t < 0.65 else t, seq, ts, data) for t, seq, ts, data in stream(150)
+    ]
     buffer = JitterBuffer(delay=0.02, max_delay=0.2)
     rounds = run(buffer, arrivals, 152)
 

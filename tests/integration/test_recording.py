@@ -24,6 +24,7 @@ from signaling.wire.errors import PodiumError
 from tests.api_helpers import Api
 from tests.conftest import API_KEY, API_SECRET, LOOPBACK, Connect, make_config, token
 from tests.media import ToneTrack, tone_level_db
+from tests.rooms import media_of
 
 A, B, C = 440.0, 660.0, 880.0
 RATE = 48_000
@@ -53,6 +54,7 @@ def span(samples: np.ndarray, start: float, end: float) -> np.ndarray:
     return samples[int(start * RATE) : int(end * RATE)]
 
 
+@pytest.mark.slow
 async def test_ten_seconds_with_speakers_leaving_and_joining(
     server: PodiumServer, connect: Connect, tmp_path: Path
 ) -> None:
@@ -85,7 +87,7 @@ async def test_ten_seconds_with_speakers_leaving_and_joining(
     assert tone_level_db(after_b, A) > -30 and tone_level_db(after_b, B) < -60
     with_c = span(samples, 7.5, 9.5)
     assert tone_level_db(with_c, A) > -30 and tone_level_db(with_c, C) > -30
-    assert not server.rooms["room1"].media.mixing.active  # recorded, not mixed for anyone
+    assert not media_of(server.rooms["room1"]).mixing.active  # recorded, not mixed for anyone
 
 
 async def test_only_hosts_record_once_at_a_time(server: PodiumServer, connect: Connect) -> None:
@@ -164,6 +166,7 @@ async def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the server did not start")
 
 
+@pytest.mark.slow
 async def test_sigterm_mid_recording_leaves_a_valid_file(tmp_path: Path) -> None:
     port = free_port()
     command = [

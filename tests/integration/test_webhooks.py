@@ -18,6 +18,7 @@ from signaling.wire.openapi import spec
 from signaling.wire.webhook_verify import sign_webhook
 from tests.api_helpers import Api, Receiver, running
 from tests.conftest import API_KEY, API_SECRET, LOOPBACK, make_config, token
+from tests.rooms import media_of
 
 FAST = {"backoff_initial": 0.05, "backoff_max": 0.2, "request_timeout": 1.0, "drain_timeout": 2.0}
 
@@ -231,7 +232,7 @@ async def test_receiver_down_then_back_gets_every_event_once_after_dedup(
         emitted.append(event)
         return event
 
-    server.webhooks.emit = recording  # type: ignore[method-assign]
+    server.webhooks.emit = recording  # type: ignore[method-assign, assignment]
     # Lose one acknowledgement: the event was received, so its retry is a duplicate.
     lost: set[str] = set()
 
@@ -325,4 +326,4 @@ async def test_ending_and_recreating_a_room_at_once_finishes_the_old_one_first(
     names = receiver.names("room1")
     assert names[names.index("room_finished") + 1 :] == ["room_started"]
     assert [e["room"]["sid"] for e in receiver.events("room1")][-1] == again.body["sid"]
-    assert not first.participants and not first.media.peers
+    assert not first.participants and not media_of(first).peers

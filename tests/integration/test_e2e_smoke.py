@@ -3,6 +3,7 @@ from __future__ import annotations
 from signaling.server.server import PodiumServer
 from tests.conftest import Connect, eventually
 from tests.media import ToneTrack, dominant_frequency, record
+from tests.rooms import media_of
 
 
 async def test_one_speaker_one_listener(server: PodiumServer, connect: Connect) -> None:
@@ -24,10 +25,10 @@ async def test_one_speaker_one_listener(server: PodiumServer, connect: Connect) 
     assert "G722" not in answer and "PCMU" not in answer  # forwarded Opus only
 
     # The server never decodes what it forwards: its uplink receiver has no decoder thread.
-    uplink = server.rooms["room1"].media.peers["alice"].pc.getTransceivers()[0].receiver
+    uplink = media_of(server.rooms["room1"]).peers["alice"].pc.getTransceivers()[0].receiver
     assert uplink._RTCRtpReceiver__decoder_thread is None  # type: ignore[attr-defined]
 
     # Every inbound packet's RFC 6464 level reaches the core: a -6 dBFS tone reads ~ 9 dBov.
-    producer = server.rooms["room1"].media.room.participants["alice"].producer
+    producer = media_of(server.rooms["room1"]).room.participants["alice"].producer
     assert producer.packets > 50 and producer.level_time is not None
     assert 3 <= producer.audio_level <= 15

@@ -36,6 +36,7 @@ async def collect(client: PodiumClient, into: list[Event]) -> None:
         into.append(event)
 
 
+@pytest.mark.slow
 async def test_300_joins_reach_existing_participants_as_a_few_batched_deltas(
     server: PodiumServer,
 ) -> None:

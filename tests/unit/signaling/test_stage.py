@@ -345,4 +345,4 @@ def test_snapshot_is_plain_data() -> None:
 )
 def test_config_is_validated(config: dict[str, int]) -> None:
     with pytest.raises(ValueError):
-        StageConfig(**config)
+        StageConfig(**config)  # type: ignore[arg-type]

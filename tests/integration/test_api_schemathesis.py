@@ -106,7 +106,7 @@ def live() -> Iterator[LiveServer]:
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, live: LiveServer) -> None:
+def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, live: LiveServer) -> None:  # type: ignore[type-arg]
     # A cursor is opaque: no schema can say which strings are ones the server handed out,
     # so a made-up one is rightly refused (400) although it is "schema-valid".
     made_up_cursor = case.path.endswith("/participants") and "cursor" in (case.query or {})

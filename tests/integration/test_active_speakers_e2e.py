@@ -13,6 +13,7 @@ from signaling.client.client import Event, PodiumClient
 from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, Connect, eventually, make_config
 from tests.media import Recorder, ToneTrack, dominant_frequency, record, tone_level_db
+from tests.rooms import media_of
 
 FREQS = {"s1": 350.0, "s2": 500.0, "s3": 650.0, "s4": 800.0, "s5": 950.0, "s6": 1100.0}
 PHASE = 3.0  # a silent ex-dominant is routed ~0.6 s more, then held 1 s: settled by 2 s
@@ -46,6 +47,7 @@ async def follow_speaking(client: PodiumClient, shown: dict[str, bool]) -> None:
                 shown[change["participant"]] = change["speaking"]
 
 
+@pytest.mark.slow
 async def test_six_speakers_three_slots_follow_the_talkers(
     server: PodiumServer, connect: Connect
 ) -> None:
@@ -85,7 +87,7 @@ async def test_six_speakers_three_slots_follow_the_talkers(
         # Speaking indicators match the script.
         assert {pid for pid, on in shown.items() if on} == talkers, (phase, shown)
 
-    media = server.rooms["room1"].media.room
+    media = media_of(server.rooms["room1"]).room
     assert media.dropped["not_selected"] > 0  # silent speakers' packets stopped before fan-out
     assert in_slots(listener) <= SCRIPT[-1] | SCRIPT[-2]  # nobody silent for long is routed
     watcher.cancel()
@@ -105,7 +107,7 @@ async def test_speaker_without_audio_levels_is_detected_by_decoding(
     )
     assert any(c["speaking"] for c in event.data["speakers"] if c["participant"] == "legacy")
     await eventually(lambda: in_slots(listener) == {"legacy"})
-    media = server.rooms["room1"].media
+    media = media_of(server.rooms["room1"])
     assert media.stats["pcm_decoded"] > 0
     answer = media.peers["legacy"].pc.localDescription.sdp
     assert "ssrc-audio-level" not in answer  # really no level on its packets

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -30,11 +31,11 @@ def server_is_idle(server: PodiumServer) -> bool:
 
 
 async def join(
-    server: PodiumServer, identity: str, role: str = "listener", **kw: object
+    server: PodiumServer, identity: str, role: str = "listener", **kw: Any
 ) -> PodiumClient:
     client = await PodiumClient.connect(
         server.url, token(identity, role), host_addresses=LOOPBACK, **kw
-    )  # type: ignore[arg-type]
+    )
     await client.wait_connected()
     return client
 
