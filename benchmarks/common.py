@@ -9,6 +9,7 @@ Nothing here imports the server or aiortc, so the orchestrator stays light.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import multiprocessing
@@ -19,8 +20,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -69,6 +70,56 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100.0 * len(ordered)))
     return ordered[rank - 1]
+
+
+def log_line(tag: str, text: str) -> None:
+    """One progress line on stderr (stdout may carry the results), tagged by benchmark."""
+    print(f"[{tag}] {text}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class LagProbe:
+    """How late a 10 ms timer fires: what any packet waiting on the loop waits extra.
+
+    Timed with ``time.monotonic``: uvloop's ``loop.time()`` has millisecond resolution."""
+
+    interval: float = 0.01
+    samples: list[float] = field(default_factory=list)
+
+    async def run(self) -> None:
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(self.interval)
+            self.samples.append(time.monotonic() - start - self.interval)
+
+    def take(self) -> list[float]:
+        taken, self.samples = self.samples, []
+        return taken
+
+
+CommandHandler = Callable[[Message], Awaitable[Message]]
+
+
+async def serve_commands(
+    commands: Connection, results: Connection, handlers: Mapping[str, CommandHandler]
+) -> None:
+    """A worker's one loop: say ready, then answer each command with its handler's reply.
+
+    ``stop`` ends the loop after its handler replied (a worker without one replies
+    ``stopped`` at once)."""
+    results.send({"type": "ready", "pid": os.getpid()})
+    while True:
+        command: Message = await asyncio.to_thread(commands.recv)
+        kind = command["type"]
+        handler = handlers.get(kind)
+        if handler is not None:
+            results.send(await handler(command))
+        elif kind == "stop":
+            results.send({"type": "stopped"})
+        else:
+            results.send({"type": "error", "error": f"unknown command {kind!r}"})
+        if kind == "stop":
+            return
 
 
 # ---------------------------------------------------------------------------

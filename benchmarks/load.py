@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import fractions
+import functools
 import itertools
 import json
 import math
@@ -61,6 +62,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from benchmarks import common
 from benchmarks.common import (
     HOST,
     Message,
@@ -71,6 +73,8 @@ from benchmarks.common import (
     cpu_seconds,
     free_port,
     machine_ticks,
+    percentile,
+    serve_commands,
     server_command,
     shutdown,
     spawn,
@@ -78,6 +82,8 @@ from benchmarks.common import (
     versions,
     wait_healthy,
 )
+
+log_line = functools.partial(common.log_line, "load")
 
 SAMPLE_RATE = 48_000
 FRAME_SAMPLES = 960  # 20 ms
@@ -119,13 +125,6 @@ def hist_percentile(hist: Sequence[int], q: float, width: int = 1) -> float:
         if running >= rank:
             return bin_upper_ms((b + 1) * width - 1)
     return bin_upper_ms(len(hist) * width - 1)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q / 100.0 * len(ordered))) - 1]
 
 
 # ---------------------------------------------------------------------------
@@ -298,16 +297,16 @@ class _Worker:
         self.table: Any = memoryview(self.table_map).cast("d")  # float64 send times
 
     async def run(self) -> None:
-        self.results.send({"type": "ready", "pid": os.getpid()})
-        while True:
-            command: Message = await asyncio.to_thread(self.commands.recv)
-            kind = command["type"]
-            if kind == "stop":
-                await self.close_all()
-                self.results.send({"type": "stopped"})
-                return
-            handler = getattr(self, f"cmd_{kind}")
-            self.results.send(await handler(command))
+        handlers = {
+            name.removeprefix("cmd_"): getattr(self, name)
+            for name in dir(self)
+            if name.startswith("cmd_")
+        }
+        await serve_commands(self.commands, self.results, handlers)
+
+    async def cmd_stop(self, command: Message) -> Message:
+        await self.close_all()
+        return {"type": "stopped"}
 
     def spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -695,10 +694,6 @@ def labelled(values: dict[str, float], prefix: str) -> dict[str, float]:
         if key.startswith(prefix + "{") and v:
             out[key[len(prefix) + 1 : -1].split("=", 1)[1]] = v
     return out
-
-
-def log_line(text: str) -> None:
-    print(f"[load] {text}", file=sys.stderr, flush=True)
 
 
 def open_session(args: argparse.Namespace, plan: Plan, log: IO[bytes]) -> LoadSession:

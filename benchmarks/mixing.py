@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import contextlib
 import fractions
+import functools
 import json
 import math
 import multiprocessing
@@ -47,14 +48,16 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks import common
 from benchmarks.common import (
     HOST,
+    LagProbe,
     Message,
     Worker,
     ask,
@@ -64,6 +67,7 @@ from benchmarks.common import (
     free_port,
     machine_ticks,
     percentile,
+    serve_commands,
     sleep_until,
     spawn,
     versions,
@@ -71,6 +75,7 @@ from benchmarks.common import (
 )
 
 ROOM = "bench"
+log_line = functools.partial(common.log_line, "mixing")
 RATE = 48_000
 FRAME = 960
 TONES = (300.0, 450.0, 600.0, 750.0, 900.0, 1050.0)  # speaker i's continuous tone
@@ -95,23 +100,6 @@ def server_main(port: int, commands: Any, results: Any) -> None:
     asyncio.run(_serve(port, commands, results))
 
 
-@dataclass
-class LagProbe:
-    """How late a 10 ms timer fires: what any packet waiting on the loop waits extra."""
-
-    samples: list[float] = field(default_factory=list)
-
-    async def run(self) -> None:
-        while True:  # time.monotonic: uvloop's loop.time() only has millisecond resolution
-            start = time.monotonic()
-            await asyncio.sleep(0.01)
-            self.samples.append(time.monotonic() - start - 0.01)
-
-    def take(self) -> list[float]:
-        taken, self.samples = self.samples, []
-        return taken
-
-
 async def _serve(port: int, commands: Any, results: Any) -> None:
     from sfu.config import MediaConfig
     from signaling.room.settings import RoomSettings
@@ -130,26 +118,24 @@ async def _serve(port: int, commands: Any, results: Any) -> None:
     await server.start()
     lag = LagProbe()
     probe = asyncio.create_task(lag.run())
-    results.send({"type": "ready", "pid": os.getpid()})
-    while True:
-        command: Message = await asyncio.to_thread(commands.recv)
-        if command["type"] == "stats":
-            room = server.rooms.get(ROOM)
-            dump = room.media.dump() if room else {"mixing": {}, "stats": {}}
-            results.send(
-                {
-                    "type": "stats",
-                    "mixing": dump["mixing"].get("stats", {}),
-                    "media": dump["stats"],
-                    "mixed": dump["mixing"].get("mixed", []),
-                    "lag": lag.take(),
-                }
-            )
-        elif command["type"] == "stop":
-            probe.cancel()
-            await server.stop()
-            results.send({"type": "stopped"})
-            return
+
+    async def stats(command: Message) -> Message:
+        room = server.rooms.get(ROOM)
+        dump = room.media.dump() if room else {"mixing": {}, "stats": {}}
+        return {
+            "type": "stats",
+            "mixing": dump["mixing"].get("stats", {}),
+            "media": dump["stats"],
+            "mixed": dump["mixing"].get("mixed", []),
+            "lag": lag.take(),
+        }
+
+    async def stop(command: Message) -> Message:
+        probe.cancel()
+        await server.stop()
+        return {"type": "stopped"}
+
+    await serve_commands(commands, results, {"stats": stats, "stop": stop})
 
 
 # ---------------------------------------------------------------------------
@@ -258,34 +244,31 @@ async def _worker(role: str, url: str, commands: Any, results: Any) -> None:
         clients.append(client)
         await client.wait_connected(timeout=30.0)
 
-    results.send({"type": "ready", "pid": os.getpid()})
-    while True:
-        command: Message = await asyncio.to_thread(commands.recv)
-        kind = command["type"]
-        if kind == "join":
-            outcomes = await asyncio.gather(
-                *(join(name, i) for i, name in command["identities"]), return_exceptions=True
-            )
-            errors = [repr(o) for o in outcomes if isinstance(o, BaseException)]
-            results.send({"type": "joined", "errors": errors})
-        elif kind == "report":
-            heard = probe.onsets if probe is not None else onsets
-            results.send({"type": "report", "received": received[0], "onsets": list(heard)})
-        elif kind == "stop":
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5.0):
-                    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-            results.send({"type": "stopped"})
-            return
+    async def join_all(command: Message) -> Message:
+        outcomes = await asyncio.gather(
+            *(join(name, i) for i, name in command["identities"]), return_exceptions=True
+        )
+        return {
+            "type": "joined",
+            "errors": [repr(o) for o in outcomes if isinstance(o, BaseException)],
+        }
+
+    async def report(command: Message) -> Message:
+        heard = probe.onsets if probe is not None else onsets
+        return {"type": "report", "received": received[0], "onsets": list(heard)}
+
+    async def stop(command: Message) -> Message:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        return {"type": "stopped"}
+
+    await serve_commands(commands, results, {"join": join_all, "report": report, "stop": stop})
 
 
 # ---------------------------------------------------------------------------
 # Orchestrator
 # ---------------------------------------------------------------------------
-def log_line(text: str) -> None:
-    print(f"[mixing] {text}", file=sys.stderr, flush=True)
-
-
 def latencies(
     captured: Sequence[float], heard: Sequence[float], start: float, end: float
 ) -> list[float]:

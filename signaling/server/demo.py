@@ -20,7 +20,7 @@ from signaling.room.roles import Role
 from signaling.server.config import ServerConfig
 from signaling.wire.tokens import MAX_IDENTITY_LENGTH, mint_token
 
-STATIC_DIR = Path(__file__).with_name("static")
+STATIC_DIR = Path(__file__).parents[1] / "static"  # signaling/static: the browser SDK and demo
 DEV_TOKEN_TTL = 6 * 3600.0
 _NO_CACHE = {"Cache-Control": "no-store"}
 

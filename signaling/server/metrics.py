@@ -179,11 +179,10 @@ class ServerMetrics:
             self._runner = None
 
     async def _probe_lag(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
+        while True:  # time.monotonic: uvloop's loop.time() has millisecond resolution
+            before = time.monotonic()
             await asyncio.sleep(LAG_INTERVAL)
-            self.loop_lag.observe(max(0.0, loop.time() - before - LAG_INTERVAL))
+            self.loop_lag.observe(max(0.0, time.monotonic() - before - LAG_INTERVAL))
 
     # -- hooks (session and server) ------------------------------------------
     def request_started(self, session: object, kind: str) -> None:
