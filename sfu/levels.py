@@ -139,11 +139,6 @@ class Levels:
     at: float
     producers: Mapping[str, ProducerLevel]
 
-    def loudest(self, n: int) -> list[str]:
-        """The ``n`` loudest producers by window power, loudest first."""
-        ranked = sorted(self.producers.items(), key=lambda item: item[1].dbov, reverse=True)
-        return [pid for pid, _ in ranked[:n]]
-
 
 _EMPTY_LEVELS = Levels(at=0.0, producers=MappingProxyType({}))
 

@@ -234,12 +234,6 @@ class Stage:
     def hand_queue(self) -> list[str]:
         return list(self._hands)
 
-    def can_publish(self, participant_id: str) -> bool:
-        """On stage, so allowed a publishing track. Forward its audio only while the member
-        is also not ``muted``: a moderator's mute must hold even against a rogue client."""
-        member = self._members.get(participant_id)
-        return member is not None and member.on_stage
-
     def is_banned(self, user_id: str) -> bool:
         return user_id in self._banned
 

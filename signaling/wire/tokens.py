@@ -20,7 +20,6 @@ from signaling.room.roles import Role
 from signaling.wire.errors import ErrorCode, PodiumError
 
 ALGORITHM = "HS256"
-PROFILE_FIELDS = ("headline", "avatar_url", "profile_url")
 MAX_IDENTITY_LENGTH = 128
 
 

@@ -28,6 +28,11 @@ from signaling.wire.errors import ErrorCode, PodiumError
 H, M, S, L = Role.HOST, Role.MODERATOR, Role.SPEAKER, Role.LISTENER
 
 
+def on_stage(stage: Stage, participant_id: str) -> bool:
+    """May publish: a member on stage (the media layer silences a muted one)."""
+    return participant_id in stage and stage.member(participant_id).on_stage
+
+
 def identity(name: str) -> Identity:
     return Identity(
         user_id=f"user-{name}",
@@ -65,8 +70,8 @@ def test_join_emits_joined_and_stage_roles_arrive_unmuted_unless_configured() ->
     careful = Stage(StageConfig(join_muted=True))
     careful.join("host", identity("host"), H, 1.0)
     assert careful.member("host").muted and not careful.member("host").muted_by_moderator
-    assert stage.can_publish("host") and not stage.can_publish("ann")
-    assert not stage.can_publish("nobody")
+    assert on_stage(stage, "host") and not on_stage(stage, "ann")
+    assert not on_stage(stage, "nobody")
     assert [m.id for m in stage.members()] == ["host", "ann"]
 
 
@@ -104,12 +109,12 @@ def test_invite_then_accept_puts_the_listener_on_stage_muted() -> None:
     assert stage.invite_to_stage("host", "a", 2.0) == Invited("a", "host")
     assert stage.member("a").invited_by == "host"
     # Invited is not enough: nothing is published before the listener consents.
-    assert not stage.can_publish("a")
+    assert not on_stage(stage, "a")
     assert stage.hand_queue() == ["a"]
 
     changed = stage.accept_invite("a", 3.0)
     assert changed == RoleChanged("a", L, S, by="a")
-    assert changed.can_publish and stage.can_publish("a")
+    assert changed.can_publish and on_stage(stage, "a")
     member = stage.member("a")
     assert member.role is S and member.on_stage and member.invited_by is None
     assert member.muted and not member.muted_by_moderator
@@ -131,7 +136,7 @@ def test_decline_keeps_the_listener_off_stage_with_hand_raised() -> None:
     stage.invite_to_stage("host", "a", 2.0)
     assert stage.decline_invite("a", 3.0) == InviteDeclined("a")
     member = stage.member("a")
-    assert member.role is L and member.invited_by is None and not stage.can_publish("a")
+    assert member.role is L and member.invited_by is None and not on_stage(stage, "a")
     assert stage.hand_queue() == ["a"]
     refused(stage, ErrorCode.NO_INVITATION, lambda: stage.accept_invite("a", 4.0))
 
@@ -159,15 +164,15 @@ def test_move_to_audience_by_moderator_or_by_the_speaker() -> None:
     stage = make_stage(mod=M, s1=S, s2=S)
     stage.mute("s1", "s1", 1.0)
     assert stage.move_to_audience("mod", "s1", 2.0) == RoleChanged("s1", S, L, by="mod")
-    assert not stage.can_publish("s1")
+    assert not on_stage(stage, "s1")
     assert not stage.member("s1").muted  # mute state belongs to the stage
     assert stage.move_to_audience("s2", "s2", 3.0) == RoleChanged("s2", S, L, by="s2")
-    assert not stage.can_publish("s2")
+    assert not on_stage(stage, "s2")
     refused(stage, ErrorCode.NOT_ON_STAGE, lambda: stage.move_to_audience("mod", "s2", 4.0))
     # Back on stage only through a new, accepted invitation.
     stage.invite_to_stage("mod", "s1", 5.0)
     stage.accept_invite("s1", 6.0)
-    assert stage.can_publish("s1") and stage.member("s1").muted
+    assert on_stage(stage, "s1") and stage.member("s1").muted
 
 
 def test_promote_and_demote_walk_the_stage_ladder() -> None:
@@ -195,7 +200,7 @@ def test_moderator_mute_can_only_be_lifted_by_the_speaker() -> None:
     assert stage.mute("mod", "s", 2.0) == Muted("s", "mod", muted=True)
     member = stage.member("s")
     assert member.muted and member.muted_by_moderator and member.muted_by == "mod"
-    assert stage.can_publish("s")  # still on stage: the media layer only silences them
+    assert on_stage(stage, "s")  # still on stage: the media layer only silences them
     refused(stage, ErrorCode.NOT_PERMITTED, lambda: stage.unmute("mod", "s", 3.0))
     refused(stage, ErrorCode.NOT_PERMITTED, lambda: stage.unmute("host", "s", 3.0))
     refused(stage, ErrorCode.ALREADY_MUTED, lambda: stage.mute("host", "s", 3.0))
@@ -230,7 +235,7 @@ def test_remove_without_ban_allows_rejoining() -> None:
 def test_ban_refuses_the_identity_for_the_rooms_lifetime() -> None:
     stage = make_stage(mod=M, s=S)
     assert stage.remove("mod", "s", 1.0, ban=True) == Removed("s", "mod", banned=True, reason="")
-    assert stage.is_banned("user-s") and not stage.can_publish("s")
+    assert stage.is_banned("user-s") and not on_stage(stage, "s")
     refused(stage, ErrorCode.BANNED, lambda: stage.join("s2", identity("s"), L, 2.0))
     refused(stage, ErrorCode.NOT_IN_ROOM, lambda: stage.remove("mod", "s", 2.0))
     assert stage.snapshot().banned == ("user-s",)
@@ -254,7 +259,7 @@ def test_only_a_host_ends_the_room_and_then_everything_is_refused() -> None:
     stage = make_stage(mod=M, s=S, a=L)
     refused(stage, ErrorCode.NOT_PERMITTED, lambda: stage.end_room("mod", 1.0))
     assert stage.end_room("host", 2.0) == RoomEnded("host")
-    assert stage.ended and stage.members() == [] and not stage.can_publish("s")
+    assert stage.ended and stage.members() == [] and not on_stage(stage, "s")
     assert all(visit.left_at == 2.0 for r in stage.attendance() for visit in r.visits)
     for request in (
         lambda: stage.join("b", identity("b"), L, 3.0),
@@ -285,7 +290,7 @@ def test_stage_full_at_invite_accept_and_join() -> None:
     refused(stage, ErrorCode.STAGE_FULL, lambda: stage.join("d", identity("d"), S, 3.0))
     stage.move_to_audience("a", "a", 4.0)
     stage.accept_invite("b", 5.0)
-    assert stage.can_publish("b")
+    assert on_stage(stage, "b")
 
 
 def test_duplicate_participant_or_identity_is_refused() -> None:
