@@ -66,7 +66,6 @@ from benchmarks.common import (
 )
 
 ROOM = "bench"
-FRAME_SAMPLES = 960  # 20 ms at 48 kHz: one Opus packet
 SAMPLE_RATE = 48_000
 MAX_LISTENERS_PER_WORKER = 150  # ~2.5 ms CPU per listener-second: ~40 % of a core each
 

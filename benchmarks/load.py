@@ -82,12 +82,11 @@ from benchmarks.common import (
     versions,
     wait_healthy,
 )
+from sfu.rtp import FRAME_SAMPLES, PTIME
 
 log_line = functools.partial(common.log_line, "load")
 
 SAMPLE_RATE = 48_000
-FRAME_SAMPLES = 960  # 20 ms
-FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 CYCLE = 250  # frames per pre-encoded cycle (5 s): latencies up to 5 s are unambiguous
 LOUD, QUIET = 0, 1
 LISTENERS_PER_WORKER = 100
@@ -419,7 +418,7 @@ class _Worker:
             if key is None:
                 return
             latency = now - table[key]
-            if 0.0 <= latency < CYCLE * FRAME_S / 2:
+            if 0.0 <= latency < CYCLE * PTIME / 2:
                 b = lat_bin(latency)
                 w.hist[b] += 1
                 second[1 + b // COARSE] += 1
@@ -571,18 +570,18 @@ def _cycle_track_class() -> type:
 
         async def recv(self) -> Any:
             while True:
-                due = self.epoch + self._n * FRAME_S
+                due = self.epoch + self._n * PTIME
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 elif delay < -0.2:  # far behind (a stall): skip, as a live source would
-                    self._n = int((time.monotonic() - self.epoch) / FRAME_S)
+                    self._n = int((time.monotonic() - self.epoch) / PTIME)
                     continue
                 if not self.quiet:
                     break
                 self._n += 1  # quiet: stop sending, keep the clock
             n, self._n = self._n, self._n + 1
-            kind = LOUD if self._talking(n * FRAME_S) else QUIET
+            kind = LOUD if self._talking(n * PTIME) else QUIET
             i = n % CYCLE
             payload = self.payloads[kind][i]
             self.level = self.levels[kind][i]

@@ -73,11 +73,11 @@ from benchmarks.common import (
     versions,
     wait_healthy,
 )
+from sfu.rtp import FRAME_SAMPLES
 
 ROOM = "bench"
 log_line = functools.partial(common.log_line, "mixing")
 RATE = 48_000
-FRAME = 960
 TONES = (300.0, 450.0, 600.0, 750.0, 900.0, 1050.0)  # speaker i's continuous tone
 BURST = 1500.0  # speaker 0's bursts: a frequency no speaker's tone is near
 BURST_EVERY = 12  # frames: one burst each 240 ms ...
@@ -163,10 +163,10 @@ def _burst_track(frequency: float, onsets: list[float]) -> Any:
             if self._started is None:
                 self._started = time.monotonic()
             i = self._index
-            delay = self._started + i * FRAME / RATE - time.monotonic()
+            delay = self._started + i * FRAME_SAMPLES / RATE - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            t = (np.arange(FRAME) + i * FRAME) / RATE
+            t = (np.arange(FRAME_SAMPLES) + i * FRAME_SAMPLES) / RATE
             samples = 0.1 * np.sin(2 * np.pi * frequency * t)
             if i % BURST_EVERY < BURST_FRAMES:
                 samples += 0.3 * np.sin(2 * np.pi * BURST * t)
@@ -175,7 +175,7 @@ def _burst_track(frequency: float, onsets: list[float]) -> Any:
             pcm = (samples * 32767).astype(np.int16).reshape(1, -1)
             frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
             frame.sample_rate = RATE
-            frame.pts = i * FRAME
+            frame.pts = i * FRAME_SAMPLES
             frame.time_base = fractions.Fraction(1, RATE)
             self._index += 1
             return frame
@@ -191,8 +191,8 @@ class OnsetProbe:
 
         self.decoder = PcmDecoder()
         self.onsets: list[float] = []
-        phase = 2 * np.pi * BURST * np.arange(FRAME) / RATE
-        self._probe = np.exp(-1j * phase) * (2 / FRAME)
+        phase = 2 * np.pi * BURST * np.arange(FRAME_SAMPLES) / RATE
+        self._probe = np.exp(-1j * phase) * (2 / FRAME_SAMPLES)
         self._quiet = True
 
     def on_packet(self, slot: int, packet: Any) -> None:
@@ -200,7 +200,7 @@ class OnsetProbe:
             return
         arrival = time.monotonic()
         samples = self.decoder.decode(packet.payload)
-        if samples is None or len(samples) != FRAME:
+        if samples is None or len(samples) != FRAME_SAMPLES:
             return
         amplitude = abs(complex(np.dot(samples, self._probe)))
         if self._quiet and amplitude > 0.06:

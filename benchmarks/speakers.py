@@ -39,11 +39,12 @@ from typing import Any
 import numpy as np
 
 from sfu.dominant_speaker import DominantSpeakerDetector
-from sfu.levels import FRAME, LevelDetector, SpeakingIndicators, pcm_level
+from sfu.levels import LevelDetector, SpeakingIndicators, pcm_level
 from sfu.rtc.mixing import MixEncoder
+from sfu.rtp import PTIME
 
 RATE = 48_000
-FRAME_SAMPLES = round(RATE * FRAME)
+FRAME_SAMPLES = round(RATE * PTIME)
 TICK = 0.05  # the room's timer: both detectors are ticked at this period
 INDICATOR_EVERY = 8  # speaking indicators are diffed every 8 ticks (400 ms)
 TIMED_TICKS = 20
@@ -202,7 +203,7 @@ def encode(track: np.ndarray) -> tuple[list[int], list[int]]:
 
 def arrivals(rng: np.random.Generator, count: int, seconds: float) -> np.ndarray:
     """Arrival times of one producer's packets: jitter, plus stalls that release as bursts."""
-    sent = rng.uniform(0.0, FRAME) + FRAME * np.arange(count)
+    sent = rng.uniform(0.0, PTIME) + PTIME * np.arange(count)
     arrive = sent + rng.uniform(0.01, 0.05) + rng.exponential(0.003, count)
     for start in rng.uniform(0.0, seconds, size=max(1, int(seconds / 20))):
         stalled = (sent >= start) & (sent < start + rng.uniform(0.06, 0.12))

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sfu.levels import FRAME, SILENCE, TIMER_SLACK, LevelFeed
+from sfu.levels import SILENCE, TIMER_SLACK, LevelFeed
+from sfu.rtp import PTIME
 
 N1 = 13  # sub-bands per frame
 N2 = 5  # frames per medium block
@@ -49,8 +50,8 @@ MAX_LEAD = 3  # slots: a packet is never placed further than this after its arri
 
 _HISTORY = N2 * N3  # frames looked at
 _SLOTS = 64  # ring length: a power of two, > _HISTORY + READ_LAG + MAX_LEAD
-_SLOTS_PER_SECOND = round(1 / FRAME)
-_IDLE = READ_LAG * FRAME  # a producer whose newest packet is older than this is silent now
+_SLOTS_PER_SECOND = round(1 / PTIME)
+_IDLE = READ_LAG * PTIME  # a producer whose newest packet is older than this is silent now
 _AGES = np.arange(_HISTORY)
 _EMPTY_CELL = np.iinfo(np.int64).min  # decodes to a slot no packet can have
 _UNKNOWN_FLOOR = SILENCE + 1

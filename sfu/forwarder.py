@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sfu.rtp import OPUS_CLOCK_RATE, build_header
-
-_DEFAULT_FRAME = OPUS_CLOCK_RATE // 50  # 20 ms, the timestamp step assumed across a switch
+from sfu.rtp import FRAME_SAMPLES, OPUS_CLOCK_RATE, build_header
 
 
 @dataclass(slots=True, eq=False)
@@ -36,7 +34,7 @@ class Forwarder:
 
     def __post_init__(self) -> None:
         self.last_sequence = (self.initial_sequence - 1) & 0xFFFF
-        self.last_timestamp = (self.initial_timestamp - _DEFAULT_FRAME) & 0xFFFFFFFF
+        self.last_timestamp = (self.initial_timestamp - FRAME_SAMPLES) & 0xFFFFFFFF
 
     def rewrite(
         self,
@@ -75,9 +73,9 @@ class Forwarder:
 
     def _resync(self, source: str, sequence_number: int, timestamp: int, now: float) -> None:
         if self.last_time is None:
-            step = _DEFAULT_FRAME
+            step = FRAME_SAMPLES
         else:
-            step = max(_DEFAULT_FRAME, round((now - self.last_time) * self.clock_rate))
+            step = max(FRAME_SAMPLES, round((now - self.last_time) * self.clock_rate))
         next_seq = (self.last_sequence + 1) & 0xFFFF
         next_ts = (self.last_timestamp + step) & 0xFFFFFFFF
         self._seq_offset = (next_seq - sequence_number) & 0xFFFF

@@ -25,10 +25,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from sfu.rtp import OPUS_CLOCK_RATE
-
-FRAME = OPUS_CLOCK_RATE // 50
-"""Samples in one 20 ms mixer tick (RTP timestamp units)."""
+from sfu.rtp import FRAME_SAMPLES, OPUS_CLOCK_RATE
 
 _MAX_PACKETS = 100  # 2 s of 20 ms packets: more means nobody pops this buffer
 _ADAPT_PACKETS = 50  # packets played (about 1 s) over which excess latency is judged
@@ -62,7 +59,7 @@ Unit = Packet | Lost | Silence
 
 # Samples per Opus frame by TOC configuration (RFC 6716, 3.1): SILK 10/20/40/60 ms,
 # hybrid 10/20 ms, CELT 2.5/5/10/20 ms, at 48 kHz.
-_FRAME_SAMPLES = (480, 960, 1920, 2880) * 3 + (480, 960) * 2 + (120, 240, 480, 960) * 4
+_TOC_SAMPLES = (480, 960, 1920, 2880) * 3 + (480, 960) * 2 + (120, 240, 480, 960) * 4
 
 
 def opus_samples(payload: bytes) -> int:
@@ -79,7 +76,7 @@ def opus_samples(payload: bytes) -> int:
         return 0
     else:
         frames = payload[1] & 0x3F
-    return frames * _FRAME_SAMPLES[toc >> 3]
+    return frames * _TOC_SAMPLES[toc >> 3]
 
 
 def _extend(value: int, reference: int, bits: int) -> int:
@@ -110,7 +107,7 @@ class JitterBuffer:
         self._next_seq = 0  # the packet due next (valid once _ref is set)
         self._window = 0  # start of the next window to hand out
         self._played_to = 0  # timestamp up to which units have been handed out
-        self._last_samples = FRAME
+        self._last_samples = FRAME_SAMPLES
         self._concealed = 0
         self._dtx = False
         self._min_wait = float("inf")  # least time a played packet waited, this second
@@ -155,7 +152,7 @@ class JitterBuffer:
         """The audio of the next 20 ms window; empty when the speaker is not playing."""
         if not self._playing and not self._start(now):
             return ()
-        window_end = self._window + FRAME
+        window_end = self._window + FRAME_SAMPLES
         units: list[Unit] = []
         while self._playing and self._played_to < window_end:
             unit = self._next(window_end, now)
@@ -192,7 +189,7 @@ class JitterBuffer:
             if ts < self._played_to:  # overlaps audio already handed out
                 self.stats["overlap"] += 1
                 return None
-            samples = opus_samples(payload) or FRAME
+            samples = opus_samples(payload) or FRAME_SAMPLES
             self._played_to = ts + samples
             self._last_samples = samples
             self._concealed = 0

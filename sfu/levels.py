@@ -27,11 +27,10 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from sfu.rtp import PTIME
+
 SILENCE = 127
 """RFC 6464 level of digital silence (-127 dBov)."""
-
-FRAME = 0.02
-"""Duration of one audio packet (WebRTC's Opus default): a missing one counts as silence."""
 
 TIMER_SLACK = 0.001
 """A tick this early still counts as on time: timers fire a hair early in practice."""
@@ -203,7 +202,7 @@ class LevelDetector(LevelFeed):
         self._hop_starts[hop] = now - self._interval if last is None else last
         self._hop = (hop + 1) % len(self._hop_starts)
 
-        frames = max((now - min(self._hop_starts)) / FRAME, 1.0)
+        frames = max((now - min(self._hop_starts)) / PTIME, 1.0)
         window = self._histograms.sum(axis=0).reshape(-1, SILENCE + 1)
         active, amplitude, power = (window @ self._weights).T / frames
         speaking = active >= self._min_active

@@ -23,9 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sfu.jitter import FRAME, JitterBuffer, Unit
+from sfu.jitter import JitterBuffer, Unit
 from sfu.levels import pcm_level
 from sfu.mix import Limiter, Pcm, Pcm16, mix, mix_minus, to_int16
+from sfu.rtp import FRAME_SAMPLES
 from sfu.slots import Layout, Ranking, assign_slots
 
 MIX = "mix"
@@ -194,7 +195,7 @@ class Mixdown:
         tick = mix_round.tick
         audible = {pid: samples for pid, samples in pcm.items() if samples is not None}
         voices = frozenset(audible)
-        total = mix(list(audible.values()), FRAME)
+        total = mix(list(audible.values()), FRAME_SAMPLES)
         frames: dict[str, MixFrame] = {}
         aliases: dict[str, str] = {}
         by_content: dict[frozenset[str], str] = {}

@@ -25,6 +25,7 @@ from sfu.participant import Participant
 from sfu.producer import Producer
 from sfu.routing import RoutingTable
 from sfu.slots import ArrivalOrderPolicy, Layout, Ranking, SlotPolicy, assign_slots
+from sfu.stats import DropReason
 
 _NO_TARGETS: tuple[Consumer, ...] = ()
 
@@ -125,15 +126,15 @@ class Room:
         """Account one inbound packet; return the slots it must be written to."""
         participant = self.participants.get(participant_id)
         if participant is None:
-            self.dropped["no_route"] += 1
+            self.dropped[DropReason.NO_ROUTE] += 1
             return _NO_TARGETS
         producer = participant.producer
         producer.on_packet(level, size, now)
         if not producer.allowed:
-            self.dropped["not_allowed"] += 1
+            self.dropped[DropReason.NOT_ALLOWED] += 1
             return _NO_TARGETS
         if producer.muted:
-            self.dropped["muted"] += 1
+            self.dropped[DropReason.MUTED] += 1
             return _NO_TARGETS
         if level is not None:
             self.observer.add_level(participant_id, level, now)
@@ -141,7 +142,7 @@ class Room:
             return _NO_TARGETS  # mix mode: the I/O layer hands the packet to the mixer
         targets = self.routing.targets(participant_id)
         if not targets:
-            self.dropped["not_selected"] += 1
+            self.dropped[DropReason.NOT_SELECTED] += 1
         return targets
 
     def wants_pcm(self, participant_id: str) -> bool:

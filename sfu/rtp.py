@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 OPUS_CLOCK_RATE = 48_000
+PTIME = 0.02
+"""Seconds of audio in one Opus packet as WebRTC stacks send it, and one mixer tick."""
+FRAME_SAMPLES = OPUS_CLOCK_RATE * 20 // 1000
+"""RTP timestamp units (48 kHz samples) in one ``PTIME``."""
 SILENCE_LEVEL = 127  # RFC 6464: -127 dBov, i.e. digital silence
 
 _HEADER = struct.Struct("!BBHII")

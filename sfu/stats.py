@@ -9,6 +9,22 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class DropReason(StrEnum):
+    """Why a packet was not forwarded (``Room.dropped`` keys, the metrics' ``reason`` label)."""
+
+    NO_ROUTE = "no_route"
+    """From a participant the room does not know (left while the packet was in flight)."""
+    NOT_ALLOWED = "not_allowed"
+    """From a participant whose role may not publish."""
+    MUTED = "muted"
+    NOT_SELECTED = "not_selected"
+    """Silent, or not among the speakers the slots carry."""
+    SEND_ERROR = "send_error"
+    """Per subscriber: its transport refused the datagram."""
+
 
 FORWARD_BUCKETS: tuple[float, ...] = (
     10e-6,

@@ -34,7 +34,7 @@ from sfu.rtc.setup import rtc_configuration
 from sfu.rtc.stats import uplink_samples
 from sfu.rtc.udp_mux import UdpMux
 from sfu.slots import ArrivalOrderPolicy, LoudestPolicy, SlotPolicy
-from sfu.stats import DurationHistogram, MediaStats
+from sfu.stats import DropReason, DurationHistogram, MediaStats
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class MediaRoom:
         stats["packets_out"] += sent
         stats["bytes_out"] += sent * len(payload)
         if failed:
-            self.room.dropped["send_error"] += failed
+            self.room.dropped[DropReason.SEND_ERROR] += failed
 
     def _decode_for_levels(self, participant_id: str, payload: bytes, now: float) -> None:
         """Level fallback for clients that send no RFC 6464 extension: decode once, measure."""

@@ -33,20 +33,19 @@ from aiortc.rtp import RtpPacket
 
 from sfu.config import MediaConfig
 from sfu.consumer import Consumer
-from sfu.jitter import FRAME, Lost, Packet, Unit
+from sfu.jitter import Lost, Packet, Unit
 from sfu.mix import Pcm, Pcm16
 from sfu.mixer import MIX, AutoMix, MediaMode, MediaModeChanged, Mixdown, Mixer, MixRound
 from sfu.room import Room
 from sfu.rtc.levels import PcmDecoder
 from sfu.rtc.recorder import OggRecorder
-from sfu.rtp import OPUS_CLOCK_RATE
+from sfu.rtp import FRAME_SAMPLES, OPUS_CLOCK_RATE, PTIME
 
 logger = logging.getLogger(__name__)
 
-TICK = FRAME / OPUS_CLOCK_RATE  # 20 ms
 _MAX_BEHIND = 0.1  # seconds late beyond which the clock skips ticks
 _REVIEW_INTERVAL = 1.0  # how often ``auto`` looks at the room's size
-_MAX_PENDING = 4 * FRAME  # decoded audio a speaker may have waiting (a 60 ms packet's worth)
+_MAX_PENDING = 4 * FRAME_SAMPLES  # decoded audio a speaker may have waiting (60 ms packets)
 _TIME_BASE = fractions.Fraction(1, OPUS_CLOCK_RATE)
 
 MixSend = Callable[
@@ -75,9 +74,9 @@ class SpeakerAudio:
             # Silence adds nothing: the speaker is simply not heard.
         if not len(self._pending):
             return None
-        frame, self._pending = self._pending[:FRAME], self._pending[FRAME:]
-        if len(frame) < FRAME:
-            frame = np.pad(frame, (0, FRAME - len(frame)))
+        frame, self._pending = self._pending[:FRAME_SAMPLES], self._pending[FRAME_SAMPLES:]
+        if len(frame) < FRAME_SAMPLES:
+            frame = np.pad(frame, (0, FRAME_SAMPLES - len(frame)))
         return frame
 
     def _append(self, pcm: Pcm | None) -> None:
@@ -107,7 +106,7 @@ class MixEncoder:
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = OPUS_CLOCK_RATE
         frame.pts = self._pts
-        self._pts += FRAME
+        self._pts += FRAME_SAMPLES
         packets = self._codec.encode(frame)
         return bytes(packets[0]) if packets else None
 
@@ -227,13 +226,13 @@ class MixingEngine:
             self.mixer.buffers.clear()
 
     async def _run(self) -> None:
-        tick = int((time.monotonic() - self._epoch) / TICK) + 1
+        tick = int((time.monotonic() - self._epoch) / PTIME) + 1
         while True:
-            delay = self._epoch + tick * TICK - time.monotonic()
+            delay = self._epoch + tick * PTIME - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             elif delay < -_MAX_BEHIND:
-                missed = int(-delay / TICK)
+                missed = int(-delay / PTIME)
                 tick += missed
                 self.stats["ticks_skipped"] += missed
             try:
@@ -248,7 +247,7 @@ class MixingEngine:
         self.mixer.select(self.room.ranking)
         mix_round = self.mixer.tick(now)
         packets = self._process(mix_round, tick)
-        timestamp = (self._ts_base + tick * FRAME) & 0xFFFFFFFF
+        timestamp = (self._ts_base + tick * FRAME_SAMPLES) & 0xFFFFFFFF
         sources = {output.source for output in mix_round.outputs}
         for state in (self._sequence, self._last_sent):
             for source in [s for s in state if s not in sources]:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import av
 
-from sfu.jitter import FRAME
-from sfu.rtp import OPUS_CLOCK_RATE
+from sfu.rtp import FRAME_SAMPLES, OPUS_CLOCK_RATE
 
 _TIME_BASE = fractions.Fraction(1, OPUS_CLOCK_RATE)
 
@@ -35,7 +34,7 @@ class OggRecorder:
         """Seconds of audio written so far."""
         if self._last_tick is None:
             return 0.0
-        return (self._last_tick - self._first_tick + 1) * FRAME / OPUS_CLOCK_RATE
+        return (self._last_tick - self._first_tick + 1) * FRAME_SAMPLES / OPUS_CLOCK_RATE
 
     def write(self, payload: bytes, tick: int, opus_head: bytes) -> None:
         """The mix's packet of 20 ms tick ``tick``.
@@ -59,8 +58,8 @@ class OggRecorder:
     def _mux(self, stream: av.audio.stream.AudioStream, payload: bytes, tick: int) -> None:
         packet = av.Packet(payload)
         packet.stream = stream
-        packet.pts = packet.dts = (tick - self._first_tick) * FRAME
-        packet.duration = FRAME
+        packet.pts = packet.dts = (tick - self._first_tick) * FRAME_SAMPLES
+        packet.duration = FRAME_SAMPLES
         packet.time_base = _TIME_BASE
         self._container.mux(packet)
         self._last_tick = tick

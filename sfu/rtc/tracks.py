@@ -16,10 +16,9 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket
 
-from sfu.rtp import OPUS_CLOCK_RATE
+from sfu.rtp import FRAME_SAMPLES, OPUS_CLOCK_RATE
 
 RtpHandler = Callable[[RtpPacket], Awaitable[None]]
-_FRAME = OPUS_CLOCK_RATE // 50  # 20 ms
 
 
 def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
@@ -110,7 +109,7 @@ class ParkedTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         frame = av.AudioFrame.from_ndarray(
-            np.zeros((1, _FRAME), dtype=np.int16), format="s16", layout="mono"
+            np.zeros((1, FRAME_SAMPLES), dtype=np.int16), format="s16", layout="mono"
         )
         frame.sample_rate = OPUS_CLOCK_RATE
         frame.pts = 0
@@ -168,12 +167,12 @@ class ToneTrack(MediaStreamTrack):
         delay = self.started + t0 - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        t = (np.arange(_FRAME) + self._pts) / OPUS_CLOCK_RATE
+        t = (np.arange(FRAME_SAMPLES) + self._pts) / OPUS_CLOCK_RATE
         gain = self.amplitude * self._gain(self.started + t0) * 32767
         samples = (gain * np.sin(2 * np.pi * self.frequency * t)).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = OPUS_CLOCK_RATE
         frame.pts = self._pts
         frame.time_base = fractions.Fraction(1, OPUS_CLOCK_RATE)
-        self._pts += _FRAME
+        self._pts += FRAME_SAMPLES
         return frame

@@ -38,7 +38,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from sfu.stats import FORWARD_BUCKETS, DurationHistogram, MediaStats, UplinkSample
+from sfu.stats import FORWARD_BUCKETS, DropReason, DurationHistogram, MediaStats, UplinkSample
 from signaling.room.roles import Role
 from signaling.server.context import ServerContext
 from signaling.server.session import HANDLER_TYPES
@@ -49,8 +49,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DROP_REASONS = ("not_allowed", "muted", "not_selected", "no_route", "send_error")
-"""``sfu.room.Room.dropped`` keys (and MediaRoom's send failures); others count as ``other``."""
+DROP_REASONS = tuple(str(reason) for reason in DropReason)
 PEER_STATES = ("new", "connecting", "connected", "disconnected", "failed", "closed")
 REQUEST_TYPES = tuple(sorted(HANDLER_TYPES))
 ERROR_CODES = tuple(sorted(str(code) for code in ErrorCode))
@@ -323,7 +322,7 @@ class _Collector(Collector):
 
         totals = m.totals(media)
         if m.server.udp is not None:  # batched sends fail after the fan-out counted them
-            totals.dropped["send_error"] += m.server.udp.send_errors
+            totals.dropped[DropReason.SEND_ERROR] += m.server.udp.send_errors
         for name, key, doc in (
             ("podium_packets_in", "packets_in", "RTP packets received from publishers"),
             ("podium_packets_out", "packets_out", "RTP packets forwarded to subscribers"),

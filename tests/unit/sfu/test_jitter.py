@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sfu.jitter import FRAME, JitterBuffer, Lost, Packet, Silence, Unit, opus_samples
+from sfu.jitter import JitterBuffer, Lost, Packet, Silence, Unit, opus_samples
+from sfu.rtp import FRAME_SAMPLES
 
 TOC_20MS = 31 << 3  # CELT fullband, 20 ms, mono, one frame
 TOC_10MS = 30 << 3  # CELT fullband, 10 ms
@@ -39,7 +40,7 @@ def run(
 def stream(
     count: int, seq0: int = 0, ts0: int = 0, start: float = 0.0
 ) -> list[tuple[float, int, int, bytes]]:
-    return [(start + i * TICK, seq0 + i, ts0 + i * FRAME, payload(i)) for i in range(count)]
+    return [(start + i * TICK, seq0 + i, ts0 + i * FRAME_SAMPLES, payload(i)) for i in range(count)]
 
 
 def played(rounds: list[tuple[Unit, ...]]) -> list[int]:
@@ -92,14 +93,14 @@ def test_a_lost_packet_is_concealed_and_dropped_if_it_turns_up_late() -> None:
     rounds = run(buffer, arrivals, 30)
     flat = [u for r in rounds for u in r]
     assert played(rounds) == [i for i in range(29) if i != 10]
-    lost_at = flat.index(Lost(FRAME))
+    lost_at = flat.index(Lost(FRAME_SAMPLES))
     assert number(flat[lost_at - 1]) == 9 and number(flat[lost_at + 1]) == 11
     assert buffer.stats["late"] == 1
 
 
 def test_a_pause_ends_the_spurt_and_the_next_starts_after_the_delay() -> None:
     first = stream(10)
-    second = [(0.4 + t, seq + 10, ts + 20 * FRAME, data) for t, seq, ts, data in stream(10)]
+    second = [(0.4 + t, seq + 10, ts + 20 * FRAME_SAMPLES, data) for t, seq, ts, data in stream(10)]
     buffer = JitterBuffer(delay=0.02)
     rounds = run(buffer, first + second, 35)
     assert played(rounds) == list(range(10)) * 2
@@ -108,12 +109,12 @@ def test_a_pause_ends_the_spurt_and_the_next_starts_after_the_delay() -> None:
 
 def test_dtx_gap_is_silence_and_the_next_talk_spurt_stays_on_time() -> None:
     # 10 packets, a DTX packet, then the next spurt: sequence numbers run on, 400 ms later.
-    first = [*stream(10), (0.2, 10, 10 * FRAME, bytes([TOC_20MS]))]
-    second = [(0.4 + t, seq + 11, ts + 20 * FRAME, data) for t, seq, ts, data in stream(10)]
+    first = [*stream(10), (0.2, 10, 10 * FRAME_SAMPLES, bytes([TOC_20MS]))]
+    second = [(0.4 + t, seq + 11, ts + 20 * FRAME_SAMPLES, data) for t, seq, ts, data in stream(10)]
     buffer = JitterBuffer(delay=0.02)
     rounds = run(buffer, first + second, 35)
     assert played(rounds) == list(range(10)) * 2
-    assert sum(u.samples for r in rounds for u in r if isinstance(u, Silence)) == 9 * FRAME
+    assert sum(u.samples for r in rounds for u in r if isinstance(u, Silence)) == 9 * FRAME_SAMPLES
     assert buffer.stats["concealed"] == 3  # after the second spurt only
     # The second spurt plays exactly 400 ms after the first.
     starts = [k for k, r in enumerate(rounds) if r and isinstance(r[0], Packet)]
@@ -121,7 +122,7 @@ def test_dtx_gap_is_silence_and_the_next_talk_spurt_stays_on_time() -> None:
 
 
 def test_dtx_packets_keep_the_stream_silent_without_concealment() -> None:
-    dtx = [(i * 0.4, i, i * 20 * FRAME, bytes([TOC_20MS])) for i in range(3)]
+    dtx = [(i * 0.4, i, i * 20 * FRAME_SAMPLES, bytes([TOC_20MS])) for i in range(3)]
     buffer = JitterBuffer(delay=0.02)
     rounds = run(buffer, dtx, 45)
     assert buffer.stats["concealed"] == 0 and buffer.playing
@@ -129,7 +130,7 @@ def test_dtx_packets_keep_the_stream_silent_without_concealment() -> None:
 
 
 def test_sequence_and_timestamp_wrap_around() -> None:
-    arrivals = stream(40, seq0=65_520, ts0=2**32 - 5 * FRAME)
+    arrivals = stream(40, seq0=65_520, ts0=2**32 - 5 * FRAME_SAMPLES)
     arrivals = [(t, seq & 0xFFFF, ts & 0xFFFFFFFF, data) for t, seq, ts, data in arrivals]
     buffer = JitterBuffer(delay=0.02)
     assert played(run(buffer, arrivals, 42)) == list(range(40))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sfu.jitter import FRAME
 from sfu.mix import Limiter, Pcm, mix, mix_minus, to_int16
 from sfu.mixer import MIX, Mixdown, Mixer, MixOutput, MixRound, minus_source
+from sfu.rtp import FRAME_SAMPLES
 from sfu.slots import Ranking
 
 RATE = 48_000
@@ -19,7 +19,10 @@ def tone(frequency: float, amplitude: float, seconds: float = 1.0) -> Pcm:
 
 
 def frames(samples: Pcm) -> list[Pcm]:
-    return [samples[i : i + FRAME] for i in range(0, len(samples) - FRAME + 1, FRAME)]
+    return [
+        samples[i : i + FRAME_SAMPLES]
+        for i in range(0, len(samples) - FRAME_SAMPLES + 1, FRAME_SAMPLES)
+    ]
 
 
 def splatter_db(samples: Pcm, tones: tuple[float, ...]) -> float:
@@ -36,7 +39,8 @@ def splatter_db(samples: Pcm, tones: tuple[float, ...]) -> float:
 def limited(voices: list[Pcm]) -> Pcm:
     limiter = Limiter()
     out = [
-        limiter.process(mix(list(chunk), FRAME)) for chunk in zip(*map(frames, voices), strict=True)
+        limiter.process(mix(list(chunk), FRAME_SAMPLES))
+        for chunk in zip(*map(frames, voices), strict=True)
     ]
     return np.concatenate(out)
 
@@ -75,7 +79,7 @@ def test_limiter_recovers_after_a_loud_burst() -> None:
 
 def test_mix_minus_removes_exactly_one_voice() -> None:
     a, b, c = tone(300, 0.3, 0.02), tone(500, 0.3, 0.02), tone(700, 0.3, 0.02)
-    total = mix([a, b, c], FRAME)
+    total = mix([a, b, c], FRAME_SAMPLES)
     without_a = mix_minus(total, a)
     np.testing.assert_allclose(without_a, b + c, atol=1e-6)
     assert mix_minus(total, None) is not total  # each mix gets its own array to limit
