@@ -60,7 +60,8 @@ class PodiumServer:
         await site.start()
         if self.config.port == 0:
             self.port = self._runner.addresses[0][1]
-        logger.info("Podium listening on %s", self.url)
+        loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]  # uvloop or asyncio
+        logger.info("Podium listening on %s (event loop: %s)", self.url, loop)
         await self.metrics.start()
 
     async def stop(self) -> None:
