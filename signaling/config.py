@@ -11,23 +11,7 @@ from signaling.attendees import AttendeeConfig
 from signaling.chat import ChatConfig
 from signaling.protocol import MAX_MESSAGE_BYTES
 from signaling.stage import StageConfig
-
-
-@dataclass(frozen=True)
-class IceServer:
-    """An ICE server handed to clients (``stun:``/``turn:`` URLs)."""
-
-    urls: tuple[str, ...]
-    username: str | None = None
-    credential: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"urls": list(self.urls)}
-        if self.username is not None:
-            data["username"] = self.username
-        if self.credential is not None:
-            data["credential"] = self.credential
-        return data
+from signaling.turn import IceServer as IceServer  # embedding code builds these
 
 
 @dataclass(frozen=True)
@@ -88,5 +72,9 @@ class ServerConfig:
     """Where ``start_recording`` writes Ogg/Opus files; recording is refused when unset."""
     metrics_port: int | None = None
     """Also serve ``/metrics`` (and the health checks) on this port; 0 picks a free one."""
+    tls_cert: str | None = None
+    """PEM certificate (chain) for https/wss on ``port``; plain http/ws when unset."""
+    tls_key: str | None = None
+    """PEM private key of ``tls_cert``."""
     serve_demo: bool = False
     """Serve the demo page and the ``/dev/token`` endpoint (``--dev`` only: anyone may mint)."""

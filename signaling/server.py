@@ -12,6 +12,7 @@ from aiohttp import web
 from sfu.rtc import selfcheck
 from sfu.rtc.setup import configure, host_addresses
 from sfu.rtc.udp_mux import UdpMux
+from signaling import logs, tls
 from signaling.api import ServerApi
 from signaling.config import RoomSettings, ServerConfig
 from signaling.demo import demo_routes
@@ -33,6 +34,7 @@ class PodiumServer:
         self._empty_timers: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self.webhooks = Webhooks(config)
+        self.observer = logs.Observers(self.webhooks, logs.LogObserver())
         self.app = web.Application()
         self.app.add_routes([web.get("/rtc", self._rtc), web.get("/healthz", self._healthz)])
         ServerApi(self).install(self.app)  # /v1/... and /openapi.json
@@ -41,6 +43,9 @@ class PodiumServer:
         if config.serve_demo:  # development only: /dev/token mints tokens for anyone
             self.app.add_routes(demo_routes(config))
         self._runner: web.AppRunner | None = None
+        self._tls = None  # read now: a bad certificate fails here, before anything is bound
+        if config.tls_cert is not None:
+            self._tls = tls.server_context(config.tls_cert, config.tls_key)
         self.port = config.port
         port = config.media.udp_port
         self.udp = (
@@ -54,9 +59,11 @@ class PodiumServer:
         if self.udp is not None:
             await self.udp.start()
         await self.webhooks.start()
-        self._runner = web.AppRunner(self.app, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, access_log_class=logs.QuietAccessLogger
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self._tls)
         await site.start()
         if self.config.port == 0:
             self.port = self._runner.addresses[0][1]
@@ -70,6 +77,7 @@ class PodiumServer:
             timer.cancel()
         self._empty_timers.clear()
         rooms = list(self.rooms.values())
+        logs.shutdown(len(rooms), sum(len(room.participants) for room in rooms))
         self.rooms.clear()  # first: a room emptied by closing must not be released (closed) again
         for room in rooms:
             await room.close("server_shutdown")
@@ -82,7 +90,8 @@ class PodiumServer:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}/rtc"
+        scheme = "ws" if self.config.tls_cert is None else "wss"
+        return f"{scheme}://{self.config.host}:{self.port}/rtc"
 
     # -- rooms -----------------------------------------------------------
     def room(self, name: str) -> Room:
@@ -90,7 +99,7 @@ class PodiumServer:
         room = self.rooms.get(name)
         if room is None or room.stage.ended:
             room = self.rooms[name] = Room(
-                name, self.config, self.room_idle, observer=self.webhooks, udp=self.udp
+                name, self.config, self.room_idle, observer=self.observer, udp=self.udp
             )
         timer = self._empty_timers.pop(name, None)
         if timer is not None:
@@ -104,7 +113,7 @@ class PodiumServer:
             self.config,
             self.room_idle,
             settings=settings,
-            observer=self.webhooks,
+            observer=self.observer,
             udp=self.udp,
         )
         await self.room_idle(room)

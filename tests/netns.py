@@ -21,9 +21,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
+
+from signaling.tls import self_signed
 
 SERVER_ADDRESS, CLIENT_ADDRESS = "10.0.1.1", "10.0.1.2"
 MEDIA_ADDRESS = "10.0.0.1"  # Podium's media address on the server side (TURN scenarios)
@@ -169,7 +173,7 @@ def nat() -> dict[str, Any]:
 
 
 # -- the clients (inside the client namespace) ----------------------------------------
-async def clients(url: str) -> dict[str, Any]:
+async def clients(url: str, connect_timeout: float) -> dict[str, Any]:
     from signaling.client import PodiumClient
     from signaling.tokens import mint_token
     from tests.media import ToneTrack, dominant_frequency, record
@@ -183,8 +187,11 @@ async def clients(url: str) -> dict[str, Any]:
     )
     listener = await PodiumClient.connect(url, token("bob", "listener"), **options)
     try:
-        for client in (speaker, listener):
-            await client.wait_connected(timeout=20)
+        try:
+            for client in (speaker, listener):
+                await client.wait_connected(timeout=connect_timeout)
+        except (ConnectionError, TimeoutError) as exc:
+            return {"connected": False, "error": repr(exc)}
         deadline = time.monotonic() + 10
         while listener.slots[0].participant != "alice" and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -195,6 +202,7 @@ async def clients(url: str) -> dict[str, Any]:
         ice = listener.pc.getTransceivers()[0].receiver.transport.transport
         pair = ice._connection._nominated.get(1)
         return {
+            "connected": True,
             "frequency": dominant_frequency(samples[24000:]),
             "local": pair.local_candidate.type if pair else None,
             "remote": [pair.remote_candidate.host, pair.remote_candidate.port] if pair else None,
@@ -205,16 +213,86 @@ async def clients(url: str) -> dict[str, Any]:
             await client.close()
 
 
-SCENARIOS = {"nat": nat}
+@contextlib.contextmanager
+def coturn(directory: Path, *auth: str, port: int) -> Iterator[None]:
+    """Debian's coturn on the veth address only: the clients reach it, and it relays
+    from ``MEDIA_ADDRESS`` (which only the server side can reach)."""
+    command = ["turnserver", "-n", "--no-cli", "--no-dtls", "--fingerprint", "--simple-log"]
+    command += [f"--listening-ip={SERVER_ADDRESS}", f"--relay-ip={MEDIA_ADDRESS}"]
+    command += [f"--listening-port={port}", f"--tls-listening-port={port + 1}"]
+    command += [f"--cert={directory / 'cert.pem'}", f"--pkey={directory / 'key.pem'}"]
+    command += [f"--userdb={directory / f'turndb-{port}'}", "--realm=podium.test"]
+    command += [f"--pidfile={directory / f'turn-{port}.pid'}", "--log-file=stdout", *auth]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not _listening(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0]
+        print("coturn:", output[-3000:], file=sys.stderr)
+
+
+def _listening(port: int) -> bool:
+    sockets = subprocess.run(["ss", "-tln"], capture_output=True, text=True).stdout
+    return f"{SERVER_ADDRESS}:{port + 1} " in sockets
+
+
+def turn() -> dict[str, Any]:
+    """The clients reach Podium's WebSocket and coturn, but not Podium's media address:
+    they have no route to ``MEDIA_ADDRESS``, so audio flows through TURN or not at all.
+    One podium per TURN URL (aiortc uses only the first TURN URL it is given)."""
+    topology = Topology()
+    sh("ip", "addr", "add", f"{MEDIA_ADDRESS}/32", "dev", "lo")
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        cert, key = self_signed([SERVER_ADDRESS])
+        (directory / "cert.pem").write_bytes(cert)
+        (directory / "key.pem").write_bytes(key)
+        trust = {"SSL_CERT_FILE": str(directory / "cert.pem")}  # for turns:
+        rest = ["--use-auth-secret", f"--static-auth-secret={TURN_SECRET}"]
+        static = ["--lt-cred-mech", f"--user={TURN_USER}:{TURN_PASSWORD}"]
+        cases = {
+            "udp": (f"turn:{SERVER_ADDRESS}:3478", "--turn-secret", TURN_SECRET),
+            "tcp": (f"turn:{SERVER_ADDRESS}:3478?transport=tcp", "--turn-secret", TURN_SECRET),
+            "tls": (f"turns:{SERVER_ADDRESS}:3479", "--turn-secret", TURN_SECRET),
+            "static": (f"turn:{SERVER_ADDRESS}:3480", "--turn-username", TURN_USER),
+        }
+        try:
+            with coturn(directory, *rest, port=3478), coturn(directory, *static, port=3480):
+                with podium("--announce-address", MEDIA_ADDRESS):  # no TURN: no way through
+                    results["direct"] = topology.clients(
+                        f"ws://{SERVER_ADDRESS}:{HTTP_PORT}/rtc", "--connect-timeout", "8"
+                    )
+                for case, (url, *credentials) in cases.items():
+                    options = ["--announce-address", MEDIA_ADDRESS, "--ice-server", url]
+                    if case == "static":
+                        options += ["--turn-credential", TURN_PASSWORD]
+                    with podium(*options, *credentials):
+                        results[case] = topology.clients(
+                            f"ws://{SERVER_ADDRESS}:{HTTP_PORT}/rtc", env=trust
+                        )
+        finally:
+            topology.close()
+    return results
+
+
+SCENARIOS = {"nat": nat, "turn": turn}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=["client", *SCENARIOS])
     parser.add_argument("--url")
+    parser.add_argument("--connect-timeout", type=float, default=20.0)
     args = parser.parse_args()
     result = (
-        asyncio.run(clients(args.url)) if args.scenario == "client" else SCENARIOS[args.scenario]()
+        asyncio.run(clients(args.url, args.connect_timeout))
+        if args.scenario == "client"
+        else SCENARIOS[args.scenario]()
     )
     print(json.dumps(result))
 
