@@ -18,6 +18,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any
 
 import aiohttp
@@ -84,6 +85,7 @@ class PodiumClient:
         media: bool = True,
         audio_level: bool = True,
         timeout: float = 10.0,
+        ssl: SSLContext | bool = True,
     ) -> PodiumClient:
         """Join and (unless ``media=False``: a signaling-only client) negotiate media.
 
@@ -92,14 +94,15 @@ class PodiumClient:
         ``host_addresses`` sets the ICE addresses to gather (process-wide),
         e.g. ``["127.0.0.1"]`` for loopback.  ``audio_level=False`` offers no
         RFC 6464 extension, as some clients do (the server then measures levels
-        by decoding).
+        by decoding).  ``ssl``: for ``wss://``, the context that trusts the server's
+        certificate (e.g. ``ssl.create_default_context(cafile=...)`` for a dev one).
         """
         numpy_audio_level()
         if host_addresses is not None:
             configure(host_addresses)
         http = aiohttp.ClientSession()
         try:
-            ws = await http.ws_connect(url, heartbeat=None, max_msg_size=0)
+            ws = await http.ws_connect(url, heartbeat=None, max_msg_size=0, ssl=ssl)
         except BaseException:
             await http.close()
             raise

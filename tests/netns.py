@@ -280,7 +280,65 @@ def turn() -> dict[str, Any]:
     return results
 
 
-SCENARIOS = {"nat": nat, "turn": turn}
+def dev_tls() -> dict[str, Any]:
+    """``podium serve --dev --host 0.0.0.0`` on a machine with a LAN address: https/wss with
+    a self-signed certificate it makes, and instructions that let a client trust it."""
+    sh("ip", "link", "set", "lo", "up")
+    sh("ip", "addr", "add", f"{SERVER_ADDRESS}/24", "dev", "lo")
+    with tempfile.TemporaryDirectory() as cache:
+        command = [sys.executable, "-m", "signaling.cli", "serve", "--dev", "--host", "0.0.0.0"]
+        proc = subprocess.Popen(
+            [*command, "--port", str(HTTP_PORT), "--udp-port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "XDG_CACHE_HOME": cache},
+        )
+        assert proc.stdout is not None
+        banner = []
+        for line in proc.stdout:
+            banner.append(line)
+            if "mint a token" in line:
+                break
+        try:
+            text = "".join(banner)
+            cafile = text.split("cafile='")[1].split("'")[0]
+            result = asyncio.run(_secure_join(f"{SERVER_ADDRESS}:{HTTP_PORT}", cafile))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+        return {
+            "banner": text,
+            "key_mode": oct(os.stat(Path(cafile).parent / "dev-key.pem").st_mode & 0o777),
+            **result,
+        }
+
+
+async def _secure_join(address: str, cafile: str) -> dict[str, Any]:
+    import ssl
+
+    import aiohttp
+
+    from signaling.cli import DEV_API_KEY, DEV_API_SECRET
+    from signaling.client import PodiumClient
+    from signaling.tokens import mint_token
+
+    trust = ssl.create_default_context(cafile=cafile)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"https://{address}/", ssl=trust) as page:
+            status = page.status
+        try:
+            async with http.get(f"https://{address}/healthz"):
+                untrusted = "accepted"
+        except aiohttp.ClientConnectorCertificateError:
+            untrusted = "refused"
+    token = mint_token(DEV_API_KEY, DEV_API_SECRET, identity="ada", room="lan")
+    client = await PodiumClient.connect(f"wss://{address}/rtc", token, media=False, ssl=trust)
+    joined = client.join_info["participant"]["identity"]
+    await client.close()
+    return {"page_status": status, "untrusted": untrusted, "joined": joined}
+
+
+SCENARIOS = {"nat": nat, "turn": turn, "dev_tls": dev_tls}
 
 
 def main() -> None:
