@@ -43,6 +43,7 @@ class PodiumServer:
         if config.serve_demo:  # development only: /dev/token mints tokens for anyone
             self.app.add_routes(demo_routes(config))
         self._runner: web.AppRunner | None = None
+        self.listening = False
         self._tls = None  # read now: a bad certificate fails here, before anything is bound
         if config.tls_cert is not None:
             self._tls = tls.server_context(config.tls_cert, config.tls_key)
@@ -69,6 +70,7 @@ class PodiumServer:
             self.port = self._runner.addresses[0][1]
         loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]  # uvloop or asyncio
         logger.info("Podium listening on %s (event loop: %s)", self.url, loop)
+        self.listening = True
         await self.metrics.start()
 
     async def stop(self) -> None:
@@ -77,7 +79,9 @@ class PodiumServer:
             timer.cancel()
         self._empty_timers.clear()
         rooms = list(self.rooms.values())
-        logs.shutdown(len(rooms), sum(len(room.participants) for room in rooms))
+        if self.listening:  # not after a start that failed
+            logs.shutdown(len(rooms), sum(len(room.participants) for room in rooms))
+        self.listening = False
         self.rooms.clear()  # first: a room emptied by closing must not be released (closed) again
         for room in rooms:
             await room.close("server_shutdown")
