@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -338,7 +339,86 @@ async def _secure_join(address: str, cafile: str) -> dict[str, Any]:
     return {"page_status": status, "untrusted": untrusted, "joined": joined}
 
 
-SCENARIOS = {"nat": nat, "turn": turn, "dev_tls": dev_tls}
+def python_blocks(markdown: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown.read_text(), re.DOTALL)
+
+
+def client_docs() -> dict[str, Any]:
+    """The Python examples of docs/client.md and README.md, run as written against
+    ``podium serve --dev`` (the namespace's only addresses: 127.0.0.1 and 10.0.1.1)."""
+    from signaling.cli import DEV_API_KEY, DEV_API_SECRET
+    from signaling.tokens import mint_token
+
+    sh("ip", "link", "set", "lo", "up")
+    sh("ip", "addr", "add", f"{SERVER_ADDRESS}/24", "dev", "lo")
+    repo = Path(__file__).resolve().parents[1]
+    listen, speak, chat = python_blocks(repo / "docs" / "client.md")
+    (readme,) = python_blocks(repo / "README.md")
+    with tempfile.TemporaryDirectory() as tmp:
+        write_wav(Path(tmp) / "hello.wav", TONE, seconds=10)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "signaling.cli", "serve", "--dev", "--udp-port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "mint a token" in line:
+                break
+
+        def run(code: str, identity: str, role: str) -> subprocess.Popen[str]:
+            token = mint_token(
+                DEV_API_KEY, DEV_API_SECRET, identity=identity, room="demo", role=role
+            )
+            env = {
+                **os.environ,
+                "PODIUM_URL": f"ws://127.0.0.1:{HTTP_PORT}/rtc",
+                "PODIUM_TOKEN": token,
+            }
+            return subprocess.Popen(
+                [sys.executable, "-c", code],
+                cwd=tmp,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+        try:
+            programs = {
+                "speak": run(speak, "speaker-bot", "speaker"),
+                "listen": run(listen, "listener-bot", "listener"),
+                "readme": run(readme, "readme-bot", "listener"),
+            }
+            results = {name: _finish(program) for name, program in programs.items()}
+            results["chat"] = _finish(run(chat, "chat-bot", "speaker"))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+    return results
+
+
+def _finish(program: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = program.communicate(timeout=60)
+    return {"returncode": program.returncode, "stdout": out, "stderr": err[-3000:]}
+
+
+def write_wav(path: Path, frequency: float, seconds: float) -> None:
+    """``seconds`` of a ``frequency`` Hz tone as a 48 kHz s16 mono WAV file."""
+    import wave
+
+    import numpy as np
+
+    t = np.arange(int(48_000 * seconds)) / 48_000
+    samples = (0.5 * 32767 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(48_000)
+        f.writeframes(samples.tobytes())
+
+
+SCENARIOS = {"nat": nat, "turn": turn, "dev_tls": dev_tls, "client_docs": client_docs}
 
 
 def main() -> None:
