@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import logging
 import os
 import signal
 import sys
@@ -50,16 +51,37 @@ def _credentials(args: argparse.Namespace) -> tuple[str, str]:
     return key, secret
 
 
+def _env_list(name: str) -> list[str]:
+    """A comma- or space-separated list from the environment (containers, systemd units)."""
+    return os.environ.get(name, "").replace(",", " ").split()
+
+
+def _env_port(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) > 65535:
+        sys.exit(f"podium serve: ${name} is not a port: {value!r}")
+    return int(value)
+
+
 def _serve(args: argparse.Namespace) -> None:
     key, secret = _credentials(args)
-    addresses = tuple(args.announce_address or (["auto", "127.0.0.1"] if args.dev else ["auto"]))
+    announced = args.announce_address or _env_list("PODIUM_ANNOUNCE_ADDRESS")
+    addresses = tuple(announced or (["auto", "127.0.0.1"] if args.dev else ["auto"]))
     host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")
+    log_format = args.log_format or os.environ.get("PODIUM_LOG_FORMAT") or "text"
+    if log_format not in logs.LOG_FORMATS:
+        sys.exit(f"podium serve: unknown log format {log_format!r} (text or json)")
+    metrics_port = args.metrics_port
+    if metrics_port is None:
+        metrics_port = _env_port("PODIUM_METRICS_PORT")
     tls_cert, tls_key = args.tls_cert, args.tls_key
     if (tls_cert is None) != (tls_key is None):
         sys.exit("podium serve: --tls-cert and --tls-key go together")
     try:
         ice = ice_servers(
-            args.ice_server or (),
+            args.ice_server or _env_list("PODIUM_ICE_SERVERS"),
             username=args.turn_username,
             credential=args.turn_credential or os.environ.get("PODIUM_TURN_CREDENTIAL"),
             secret=args.turn_secret or os.environ.get("PODIUM_TURN_SECRET"),
@@ -68,7 +90,12 @@ def _serve(args: argparse.Namespace) -> None:
         media = MediaConfig(slots=args.slots, announce_addresses=addresses, udp_port=args.udp_port)
     except ValueError as exc:
         sys.exit(f"podium serve: {exc}")
-    logs.configure(args.log_format)
+    logs.configure(log_format)
+    if "auto" in addresses and os.path.exists("/.dockerenv"):
+        logging.getLogger("podium").warning(
+            "announcing this container's own addresses: clients outside it cannot reach them;"
+            " set PODIUM_ANNOUNCE_ADDRESS (or --announce-address) to the host's address"
+        )
     if args.dev and tls_cert is None and not tls.is_loopback(host) and not args.no_tls:
         tls_cert, tls_key = (str(p) for p in _dev_certificate(host))
     config = ServerConfig(
@@ -77,11 +104,11 @@ def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         media=media,
         room=RoomSettings(media_mode=args.media_mode),
-        recordings_dir=args.recordings_dir,
+        recordings_dir=args.recordings_dir or os.environ.get("PODIUM_RECORDINGS_DIR") or None,
         ice_servers=ice,
         serve_demo=args.dev,
         webhooks=WebhookConfig(urls=tuple(args.webhook_url or ())),
-        metrics_port=args.metrics_port,
+        metrics_port=metrics_port,
         tls_cert=tls_cert,
         tls_key=tls_key,
     )
@@ -222,11 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=MediaMode.FORWARD.value,
         help="rooms forward up to --slots streams, send one mix, or mix when large (auto)",
     )
-    serve.add_argument("--recordings-dir", help="hosts may record rooms (Ogg/Opus) into this")
+    serve.add_argument(
+        "--recordings-dir",
+        help="hosts may record rooms (Ogg/Opus) into this (or $PODIUM_RECORDINGS_DIR)",
+    )
     serve.add_argument(
         "--announce-address",
         action="append",
-        help="ICE host candidate address (repeatable; 'auto' = this machine's interfaces)",
+        help="ICE host candidate address (repeatable; 'auto' = this machine's interfaces;"
+        " or $PODIUM_ANNOUNCE_ADDRESS, comma-separated)",
     )
     serve.add_argument(
         "--udp-port",
@@ -239,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ice-server",
         action="append",
         help="STUN/TURN URL handed to clients (repeatable): stun:HOST:PORT, turn:HOST:PORT"
-        "[?transport=tcp], turns:HOST:PORT; turn URLs need --turn-secret or --turn-username",
+        "[?transport=tcp], turns:HOST:PORT; turn URLs need --turn-secret or --turn-username"
+        " (or $PODIUM_ICE_SERVERS, comma-separated)",
     )
     serve.add_argument(
         "--turn-secret",
@@ -265,13 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="--dev off loopback: plain http, no self-signed certificate",
     )
     serve.add_argument(
-        "--log-format", choices=logs.LOG_FORMATS, default="text", help="text, or JSON lines"
+        "--log-format",
+        choices=logs.LOG_FORMATS,
+        help="text (default), or JSON lines (or $PODIUM_LOG_FORMAT)",
     )
     serve.add_argument(
         "--webhook-url", action="append", help="POST room events here (repeatable; docs/api.md)"
     )
     serve.add_argument(
-        "--metrics-port", type=int, help="also serve /metrics, /healthz, /readyz on this port"
+        "--metrics-port",
+        type=int,
+        help="also serve /metrics, /healthz, /readyz on this port (or $PODIUM_METRICS_PORT)",
     )
     serve.set_defaults(func=_serve)
 
