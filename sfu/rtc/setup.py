@@ -55,6 +55,11 @@ def announce_addresses(addresses: Sequence[str]) -> None:
     aioice.ice.get_host_addresses = host_addresses
 
 
+def machine_addresses() -> list[str]:
+    """This machine's interface addresses, whatever ``announce_addresses`` set."""
+    return _machine_addresses(use_ipv4=True, use_ipv6=True)
+
+
 def host_addresses() -> list[str]:
     """The addresses host candidates are gathered on (as ``announce_addresses`` set them)."""
     return aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)

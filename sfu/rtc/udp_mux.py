@@ -85,7 +85,7 @@ class UdpMux:
                 lambda: MuxSocket(self, address), local_addr=(address, self.port)
             )
         except OSError as exc:
-            if exc.errno != errno.EADDRNOTAVAIL:
+            if _errno(exc) != errno.EADDRNOTAVAIL:
                 raise
             wildcard = "::" if ":" in address else "0.0.0.0"
             logger.info("%s is not a local address: serving it on %s", address, wildcard)
@@ -181,6 +181,14 @@ class UdpMux:
             "send_errors": self.send_errors,
             **self.stats,
         }
+
+
+def _errno(exc: OSError) -> int | None:
+    """The bind's errno: uvloop raises a plain OSError whose ``__cause__`` carries it."""
+    cause = exc.__cause__
+    if exc.errno is None and isinstance(cause, OSError):
+        return cause.errno
+    return exc.errno
 
 
 class MuxSocket(asyncio.DatagramProtocol):

@@ -19,6 +19,7 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any
 
 import aiohttp
@@ -88,6 +89,7 @@ class PodiumClient:
         audio_level: bool = True,
         timeout: float = 10.0,
         tune_process: bool = False,
+        ssl: SSLContext | bool = True,
     ) -> PodiumClient:
         """Join and (unless ``media=False``: a signaling-only client) negotiate media.
 
@@ -99,6 +101,8 @@ class PodiumClient:
         server then measures levels by decoding). Nothing else about aiortc changes
         for the host application unless ``tune_process=True`` asks for
         ``sfu.rtc.setup.tune_client_process`` (bot farms, load generators).
+        ``ssl``: for ``wss://``, the context that trusts the server's certificate
+        (e.g. ``ssl.create_default_context(cafile=...)`` for a dev one).
         """
         if tune_process:
             tune_client_process()
@@ -106,7 +110,7 @@ class PodiumClient:
             announce_addresses(host_addresses)
         http = aiohttp.ClientSession()
         try:
-            ws = await http.ws_connect(url, heartbeat=None, max_msg_size=0)
+            ws = await http.ws_connect(url, heartbeat=None, max_msg_size=0, ssl=ssl)
         except BaseException:
             await http.close()
             raise

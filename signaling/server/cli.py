@@ -5,23 +5,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from sfu.config import MediaConfig
 from sfu.mixer import MediaMode
 from signaling.room.roles import Role
 from signaling.room.settings import RoomSettings
-from signaling.server.config import IceServer, ServerConfig, WebhookConfig
+from signaling.server import logs, tls
+from signaling.server.config import ServerConfig, WebhookConfig
 from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
+from signaling.server.turn import DEFAULT_CREDENTIAL_TTL, ice_servers
 from signaling.wire.tokens import ALL_ROOMS, mint_admin_token, mint_token
 
 DEFAULT_PORT = 7880
 DEFAULT_UDP_PORT = 7882
+TOKEN_TTL = 6 * 3600.0
+ADMIN_TOKEN_TTL = 600.0  # docs/api.md: keep server-API tokens short-lived
 
 
 def _udp_port(value: str) -> int | None:
@@ -45,32 +51,90 @@ def _credentials(args: argparse.Namespace) -> tuple[str, str]:
     return key, secret
 
 
+def _env_list(name: str) -> list[str]:
+    """A comma- or space-separated list from the environment (containers, systemd units)."""
+    return os.environ.get(name, "").replace(",", " ").split()
+
+
+def _env_port(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) > 65535:
+        sys.exit(f"podium serve: ${name} is not a port: {value!r}")
+    return int(value)
+
+
 def _serve(args: argparse.Namespace) -> None:
     key, secret = _credentials(args)
-    addresses = tuple(args.announce_address or (["auto", "127.0.0.1"] if args.dev else ["auto"]))
-    ice = tuple(IceServer(urls=(url,)) for url in args.ice_server or ())
+    announced = args.announce_address or _env_list("PODIUM_ANNOUNCE_ADDRESS")
+    addresses = tuple(announced or (["auto", "127.0.0.1"] if args.dev else ["auto"]))
+    host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")
+    log_format = args.log_format or os.environ.get("PODIUM_LOG_FORMAT") or "text"
+    if log_format not in logs.LOG_FORMATS:
+        sys.exit(f"podium serve: unknown log format {log_format!r} (text or json)")
+    metrics_port = args.metrics_port
+    if metrics_port is None:
+        metrics_port = _env_port("PODIUM_METRICS_PORT")
+    tls_cert, tls_key = args.tls_cert, args.tls_key
+    if (tls_cert is None) != (tls_key is None):
+        sys.exit("podium serve: --tls-cert and --tls-key go together")
+    try:
+        ice = ice_servers(
+            args.ice_server or _env_list("PODIUM_ICE_SERVERS"),
+            username=args.turn_username,
+            credential=args.turn_credential or os.environ.get("PODIUM_TURN_CREDENTIAL"),
+            secret=args.turn_secret or os.environ.get("PODIUM_TURN_SECRET"),
+            credential_ttl=args.turn_ttl,
+        )
+        media = MediaConfig(slots=args.slots, announce_addresses=addresses, udp_port=args.udp_port)
+    except ValueError as exc:
+        sys.exit(f"podium serve: {exc}")
+    logs.configure(log_format)
+    if "auto" in addresses and os.path.exists("/.dockerenv"):
+        logging.getLogger("podium").warning(
+            "announcing this container's own addresses: clients outside it cannot reach them;"
+            " set PODIUM_ANNOUNCE_ADDRESS (or --announce-address) to the host's address"
+        )
+    if args.dev and tls_cert is None and not tls.is_loopback(host) and not args.no_tls:
+        tls_cert, tls_key = (str(p) for p in _dev_certificate(host))
     config = ServerConfig(
         api_keys={key: secret},
-        host=args.host or ("127.0.0.1" if args.dev else "0.0.0.0"),
+        host=host,
         port=args.port,
-        media=MediaConfig(slots=args.slots, announce_addresses=addresses, udp_port=args.udp_port),
+        media=media,
         room=RoomSettings(media_mode=args.media_mode),
-        recordings_dir=args.recordings_dir,
+        recordings_dir=args.recordings_dir or os.environ.get("PODIUM_RECORDINGS_DIR") or None,
         ice_servers=ice,
         serve_demo=args.dev,
         webhooks=WebhookConfig(urls=tuple(args.webhook_url or ())),
-        metrics_port=args.metrics_port,
+        metrics_port=metrics_port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # aioice logs every ICE check's state change at INFO: a line per pair per join.
-    logging.getLogger("aioice").setLevel(logging.WARNING)
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
     asyncio.run(_run(config, dev=args.dev))
+
+
+def _dev_certificate(host: str) -> tuple[Path, Path]:
+    """``--dev`` on a LAN address: browsers give the microphone only to https pages."""
+    directory = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "podium"
+    cert, key = tls.dev_certificate(directory, tls.machine_names(host))
+    print(
+        f"\nTLS: a self-signed development certificate, {cert}\n"
+        f"  SHA-256 {tls.fingerprint(cert)}\n"
+        "  Browsers warn once: check the fingerprint and accept it, or trust the file"
+        " (Chromium: Settings > Privacy and security > Security > Manage certificates;"
+        " Firefox: about:preferences#privacy > View Certificates > Authorities).\n"
+        "  Python clients: PodiumClient.connect(..., ssl=ssl.create_default_context("
+        f"cafile='{cert}'))\n"
+        "  --no-tls serves plain http instead (no microphone off localhost).\n",
+        flush=True,
+    )
+    return cert, key
 
 
 def tune_gc() -> None:
@@ -90,14 +154,24 @@ def tune_gc() -> None:
 async def _run(config: ServerConfig, dev: bool) -> None:
     from signaling.server.server import PodiumServer
 
-    server = PodiumServer(config)
-    await server.start()
+    try:
+        server = PodiumServer(config)  # reads the TLS certificate
+    except OSError as exc:
+        sys.exit(f"podium serve: cannot load the TLS certificate: {exc}")
+    try:
+        await server.start()
+    except OSError as exc:
+        await server.stop()
+        sys.exit(f"podium serve: {_bind_error(exc)}")
     tune_gc()
     if dev:
         key, secret = next(iter(config.api_keys.items()))
+        scheme = "http" if config.tls_cert is None else "https"
+        hosts = tls.reachable_addresses(config.host)
+        pages = " ".join(f"{scheme}://{host}:{server.port}/" for host in hosts)
         print(
             f"\nPodium dev server on {server.url}\n"
-            f"  demo page:  http://{config.host}:{server.port}/\n"
+            f"  demo page:  {pages}\n"
             f"  API key:    {key}\n  API secret: {secret}\n"
             f"  mint a token: podium token --dev --room demo --identity alice --role host\n",
             flush=True,
@@ -110,10 +184,23 @@ async def _run(config: ServerConfig, dev: bool) -> None:
     await server.stop()
 
 
+def _bind_error(exc: OSError) -> str:
+    """One line for a listener that could not be opened (uvloop hides the errno in the cause)."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else None
+    code = exc.errno if exc.errno is not None else (cause.errno if cause else None)
+    text = str(exc) if cause is None else f"{exc}: {cause.strerror}"
+    if code == errno.EADDRINUSE:
+        return f"{text} (another process has it: stop it, or choose another --port/--udp-port)"
+    if code == errno.EADDRNOTAVAIL:
+        return f"{text} (not an address of this machine: check --host)"
+    return text
+
+
 def _token(args: argparse.Namespace) -> None:
     key, secret = _credentials(args)
     if args.admin:  # for the server API: one room, or all of them
-        print(mint_admin_token(key, secret, room=args.room or ALL_ROOMS, ttl=args.ttl))
+        ttl = ADMIN_TOKEN_TTL if args.ttl is None else args.ttl
+        print(mint_admin_token(key, secret, room=args.room or ALL_ROOMS, ttl=ttl))
         return
     if not args.room or not args.identity:
         sys.exit("podium token: --room and --identity are required (unless --admin)")
@@ -135,7 +222,7 @@ def _token(args: argparse.Namespace) -> None:
             role=args.role,
             name=args.name or args.identity,
             metadata=metadata,
-            ttl=args.ttl,
+            ttl=TOKEN_TTL if args.ttl is None else args.ttl,
         )
     )
 
@@ -162,11 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=MediaMode.FORWARD.value,
         help="rooms forward up to --slots streams, send one mix, or mix when large (auto)",
     )
-    serve.add_argument("--recordings-dir", help="hosts may record rooms (Ogg/Opus) into this")
+    serve.add_argument(
+        "--recordings-dir",
+        help="hosts may record rooms (Ogg/Opus) into this (or $PODIUM_RECORDINGS_DIR)",
+    )
     serve.add_argument(
         "--announce-address",
         action="append",
-        help="ICE host candidate address (repeatable; 'auto' = this machine's interfaces)",
+        help="ICE host candidate address (repeatable; 'auto' = this machine's interfaces;"
+        " or $PODIUM_ANNOUNCE_ADDRESS, comma-separated)",
     )
     serve.add_argument(
         "--udp-port",
@@ -176,13 +267,47 @@ def build_parser() -> argparse.ArgumentParser:
         " 'none': one OS-chosen port per peer connection)",
     )
     serve.add_argument(
-        "--ice-server", action="append", help="STUN/TURN URL handed to clients (repeatable)"
+        "--ice-server",
+        action="append",
+        help="STUN/TURN URL handed to clients (repeatable): stun:HOST:PORT, turn:HOST:PORT"
+        "[?transport=tcp], turns:HOST:PORT; turn URLs need --turn-secret or --turn-username"
+        " (or $PODIUM_ICE_SERVERS, comma-separated)",
+    )
+    serve.add_argument(
+        "--turn-secret",
+        help="coturn's static-auth-secret (use-auth-secret): each join gets its own"
+        " time-limited TURN credential (or $PODIUM_TURN_SECRET)",
+    )
+    serve.add_argument(
+        "--turn-ttl",
+        type=float,
+        default=DEFAULT_CREDENTIAL_TTL,
+        help="validity of those credentials in seconds (default one day; they must outlast"
+        " a session)",
+    )
+    serve.add_argument("--turn-username", help="static TURN username handed to every client")
+    serve.add_argument(
+        "--turn-credential", help="static TURN password (or $PODIUM_TURN_CREDENTIAL)"
+    )
+    serve.add_argument("--tls-cert", help="PEM certificate (chain): serve https and wss")
+    serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--no-tls",
+        action="store_true",
+        help="--dev off loopback: plain http, no self-signed certificate",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=logs.LOG_FORMATS,
+        help="text (default), or JSON lines (or $PODIUM_LOG_FORMAT)",
     )
     serve.add_argument(
         "--webhook-url", action="append", help="POST room events here (repeatable; docs/api.md)"
     )
     serve.add_argument(
-        "--metrics-port", type=int, help="also serve /metrics, /healthz, /readyz on this port"
+        "--metrics-port",
+        type=int,
+        help="also serve /metrics, /healthz, /readyz on this port (or $PODIUM_METRICS_PORT)",
     )
     serve.set_defaults(func=_serve)
 
@@ -198,7 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--headline")
     token.add_argument("--avatar-url")
     token.add_argument("--profile-url")
-    token.add_argument("--ttl", type=float, default=6 * 3600, help="validity in seconds")
+    token.add_argument(
+        "--ttl",
+        type=float,
+        help=f"validity in seconds (default {TOKEN_TTL:.0f}; {ADMIN_TOKEN_TTL:.0f} with --admin)",
+    )
     token.set_defaults(func=_token)
 
     bench = commands.add_parser(  # every argument goes to benchmarks.load, --help included

@@ -4,28 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from sfu.config import MediaConfig
 from signaling.room.settings import RoomSettings
+from signaling.server.turn import IceServer as IceServer  # embedding code builds these
 from signaling.wire.protocol import MAX_MESSAGE_BYTES
-
-
-@dataclass(frozen=True)
-class IceServer:
-    """An ICE server handed to clients (``stun:``/``turn:`` URLs)."""
-
-    urls: tuple[str, ...]
-    username: str | None = None
-    credential: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"urls": list(self.urls)}
-        if self.username is not None:
-            data["username"] = self.username
-        if self.credential is not None:
-            data["credential"] = self.credential
-        return data
 
 
 @dataclass(frozen=True)
@@ -71,5 +54,9 @@ class ServerConfig:
     """Where ``start_recording`` writes Ogg/Opus files; recording is refused when unset."""
     metrics_port: int | None = None
     """Also serve ``/metrics`` (and the health checks) on this port; 0 picks a free one."""
+    tls_cert: str | None = None
+    """PEM certificate (chain) for https/wss on ``port``; plain http/ws when unset."""
+    tls_key: str | None = None
+    """PEM private key of ``tls_cert``."""
     serve_demo: bool = False
     """Serve the demo page and the ``/dev/token`` endpoint (``--dev`` only: anyone may mint)."""

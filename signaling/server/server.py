@@ -16,6 +16,7 @@ from sfu.rtc.udp_mux import UdpMux
 from signaling.room.media import MediaEventHandler, MediaFacade, PeerLostHandler
 from signaling.room.room import Room
 from signaling.room.settings import RoomSettings
+from signaling.server import logs, tls
 from signaling.server.api import ServerApi
 from signaling.server.config import ServerConfig
 from signaling.server.demo import demo_routes
@@ -38,6 +39,7 @@ class PodiumServer:
         self._closing: set[asyncio.Future[None]] = set()
         self.clock = LoopClock()
         self.webhooks = Webhooks(config)
+        self.observer = logs.Observers(self.webhooks, logs.LogObserver())
         self.app = web.Application()
         self.app.add_routes([web.get("/rtc", self._rtc), web.get("/healthz", self._healthz)])
         ServerApi(self).install(self.app)  # /v1/... and /openapi.json
@@ -46,6 +48,10 @@ class PodiumServer:
         if config.serve_demo:  # development only: /dev/token mints tokens for anyone
             self.app.add_routes(demo_routes(config))
         self._runner: web.AppRunner | None = None
+        self.listening = False
+        self._tls = None  # read now: a bad certificate fails here, before anything is bound
+        if config.tls_cert is not None:
+            self._tls = tls.server_context(config.tls_cert, config.tls_key)
         self.port = config.port
         port = config.media.udp_port
         self.udp = (
@@ -59,13 +65,17 @@ class PodiumServer:
         if self.udp is not None:
             await self.udp.start()
         await self.webhooks.start()
-        self._runner = web.AppRunner(self.app, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, access_log_class=logs.QuietAccessLogger
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self._tls)
         await site.start()
         if self.config.port == 0:
             self.port = self._runner.addresses[0][1]
-        logger.info("Podium listening on %s", self.url)
+        loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]  # uvloop or asyncio
+        logger.info("Podium listening on %s (event loop: %s)", self.url, loop)
+        self.listening = True
         await self.metrics.start()
 
     async def stop(self) -> None:
@@ -74,6 +84,9 @@ class PodiumServer:
             timer.cancel()
         self._empty_timers.clear()
         rooms = list(self.rooms.values())
+        if self.listening:  # not after a start that failed
+            logs.shutdown(len(rooms), sum(len(room.participants) for room in rooms))
+        self.listening = False
         self.rooms.clear()  # first: a room emptied by closing must not be released (closed) again
         for room in rooms:
             await room.close("server_shutdown")
@@ -90,7 +103,8 @@ class PodiumServer:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}/rtc"
+        scheme = "ws" if self.config.tls_cert is None else "wss"
+        return f"{scheme}://{self.config.host}:{self.port}/rtc"
 
     # -- rooms -----------------------------------------------------------
     def room(self, name: str) -> Room:
@@ -116,7 +130,7 @@ class PodiumServer:
             self._media,
             self.clock,
             self.room_idle,
-            observer=self.webhooks,
+            observer=self.observer,
             recordings_dir=self.config.recordings_dir,
         )
 

@@ -175,9 +175,10 @@ async def _join(session: Session, request: Request) -> Mapping[str, Any]:
         raise
     session.room, session.participant = room, participant
     page = room.attendees.page(limit=50)
+    now = time.time()
     return {
         "participant": {
-            **person_info(participant.identity, token.role, time.time()),
+            **person_info(participant.identity, token.role, now),
             "metadata": dict(participant.metadata),
         },
         "room": room.info(),
@@ -188,7 +189,7 @@ async def _join(session: Session, request: Request) -> Mapping[str, Any]:
             "pinned": message_info(room.chat.pinned) if room.chat.pinned else None,
         },
         "slots": server.config.media.slots,
-        "ice_servers": [s.to_dict() for s in server.config.ice_servers],
+        "ice_servers": [s.to_dict(token.identity, now) for s in server.config.ice_servers],
     }
 
 

@@ -12,9 +12,12 @@ the test functions make the assertions. Screenshots go to OUT.
 from __future__ import annotations
 
 import asyncio
+import base64
 import fcntl
+import hashlib
 import json
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -26,12 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from playwright.async_api import Browser, Page, async_playwright
 
 from signaling.client.client import PodiumClient
 from signaling.room.attendees import AttendeeConfig
 from signaling.room.settings import RoomSettings
 from signaling.server.server import PodiumServer
+from signaling.server.tls import dev_certificate
 from tests.conftest import LOOPBACK, eventually, make_config, token
 from tests.media import ToneTrack, dominant_frequency, record, tone_level_db
 from tests.rooms import media_of
@@ -118,6 +124,9 @@ class Env:
     browser: Browser
     out: Path
     clients: list[PodiumClient]
+    tls: tuple[Path, Path]
+    """A test certificate for 127.0.0.1 and its key; Chromium trusts it (``--ignore-
+    certificate-errors-spki-list`` names exactly its public key)."""
 
     @property
     def http(self) -> str:
@@ -132,9 +141,16 @@ class Env:
         return client
 
     async def page(
-        self, room: str, identity: str, role: str, width: int = 1180, height: int = 820
+        self,
+        room: str,
+        identity: str,
+        role: str,
+        width: int = 1180,
+        height: int = 820,
+        base: str | None = None,
     ) -> Page:
-        """The demo page, joined (through the form and /dev/token), audio connected."""
+        """The demo page (of ``base``, default this server), joined (through the form and
+        /dev/token), audio connected."""
         context = await self.browser.new_context(
             viewport={"width": width, "height": height}, permissions=["microphone"]
         )
@@ -142,7 +158,7 @@ class Env:
         page.set_default_timeout(STEP_TIMEOUT_MS)
         page.on("console", lambda m: print(f"[{identity} console] {m.type}: {m.text}"))
         page.on("pageerror", lambda e: print(f"[{identity} pageerror] {e}"))
-        await page.goto(f"{self.http}/?processing=0")
+        await page.goto(f"{base or self.http}/?processing=0")
         await page.get_by_label("Room", exact=True).fill(room)
         await page.get_by_label("Your name", exact=True).fill(identity)
         await page.get_by_label(role.capitalize(), exact=True).check()
@@ -327,11 +343,53 @@ async def stage_flow(env: Env) -> dict[str, Any]:
     }
 
 
+async def tls_listener(env: Env) -> dict[str, Any]:
+    """https and wss with a test certificate: a Python speaker heard by a Chromium listener."""
+    cert, key = env.tls
+    room, shots = "secure", list[str]()
+    config = make_config(serve_demo=True, tls_cert=str(cert), tls_key=str(key))
+    server = PodiumServer(config)
+    await server.start()
+    speaker = None
+    try:
+        speaker = await PodiumClient.connect(
+            server.url,
+            token("py-speaker", "speaker", room=room),
+            publish=ToneTrack(PYTHON_TONE, 0.5),
+            host_addresses=LOOPBACK,
+            ssl=ssl.create_default_context(cafile=str(cert)),
+        )
+        await speaker.wait_connected()
+        base = f"https://127.0.0.1:{server.port}"
+        page = await env.page(room, "chrome-listener", "listener", base=base)
+        await page.wait_for_function("window.podiumDemo.client.slotOf('py-speaker') !== undefined")
+        audio = await page.evaluate(PAGE_AUDIO_JS, {"identity": "py-speaker", "ms": 1500})
+        secure = await page.evaluate(
+            "({page: location.href, ws: window.podiumDemo.client.ws.url,"
+            " secureContext: window.isSecureContext})"
+        )
+        await env.shot(page, "tls-01-browser-listener-over-wss", shots)
+        await page.context.close()
+    finally:
+        if speaker is not None:
+            await speaker.close()
+        await server.stop()
+    return {"server_url": server.url, "audio": audio, "secure": secure, "screenshots": shots}
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "speaker_interop": speaker_interop,
     "browser_listener": browser_listener,
     "stage_flow": stage_flow,
+    "tls_listener": tls_listener,
 }
+
+
+def spki_hash(cert: Path) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)): what Chromium's SPKI allow-list takes."""
+    public_key = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
+    der = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 async def run(out: Path) -> dict[str, Any]:
@@ -341,6 +399,7 @@ async def run(out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     wav = out / "fake-mic-1000hz.wav"
     write_tone(wav, BROWSER_TONE)
+    tls = dev_certificate(out / "tls", ["127.0.0.1", "localhost"])
     room = RoomSettings(empty_timeout=0, attendees=AttendeeConfig(batch_interval=0.2))
     server = PodiumServer(make_config(serve_demo=True, room=room))
     await server.start()
@@ -363,12 +422,13 @@ async def run(out: Path) -> dict[str, Any]:
                     f"--use-file-for-fake-audio-capture={wav}",
                     "--allow-loopback-in-peer-connection",
                     "--autoplay-policy=no-user-gesture-required",
+                    f"--ignore-certificate-errors-spki-list={spki_hash(tls[0])}",
                 ],
             )
             results["browser_version"] = browser.version
             results["launch_seconds"] = time.monotonic() - started
             for name, scenario in SCENARIOS.items():
-                env = Env(server, browser, out, [])
+                env = Env(server, browser, out, [], tls)
                 begun = time.monotonic()
                 try:
                     data = await asyncio.wait_for(scenario(env), SCENARIO_TIMEOUT)

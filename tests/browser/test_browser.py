@@ -160,6 +160,20 @@ def test_python_speaker_is_heard_in_the_browser(browser_run: dict[str, Any]) -> 
     assert result["audience_header"].startswith("1 listening"), result["audience_header"]
 
 
+def test_browser_listener_over_https_and_wss_hears_a_speaker(browser_run: dict[str, Any]) -> None:
+    """The page and its WebSocket over TLS (a test certificate Chromium is told to trust)."""
+    result = scenario(browser_run, "tls_listener")
+    assert result["server_url"].startswith("wss://127.0.0.1:")
+    secure = result["secure"]
+    assert secure["page"].startswith("https://") and secure["ws"].startswith("wss://"), secure
+    assert secure["secureContext"] is True
+    audio = result["audio"]
+    assert "error" not in audio, audio
+    peaks = [p for p in audio["peaks"] if p["db"] > -60]
+    assert len(peaks) >= len(audio["peaks"]) // 2, audio["peaks"]
+    assert abs(sorted(p["hz"] for p in peaks)[len(peaks) // 2] - PYTHON_TONE) < 5, audio["peaks"]
+
+
 def test_sdk_requests_events_and_errors_in_the_browser(browser_run: dict[str, Any]) -> None:
     sdk = scenario(browser_run, "browser_listener")["sdk"]
     text = "sent through the SDK"

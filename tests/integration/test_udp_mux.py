@@ -24,6 +24,7 @@ from signaling.server.cli import build_parser
 from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, Connect, eventually, make_config, token
 from tests.media import ToneTrack, dominant_frequency, record
+from tests.netns import NAT_ADDRESS, TONE, UDP_PORT, namespaces_missing, run_scenario
 from tests.rooms import media_of
 
 pytestmark = pytest.mark.skipif(not available(), reason="sendmmsg(2) is Linux-only")
@@ -313,3 +314,20 @@ async def test_ipv6_clients_are_served_through_the_batch_too() -> None:
         for client in clients:
             await client.close()
         await server.stop()
+
+
+def test_podium_serve_behind_a_nat_starts_under_uvloop_and_clients_get_media() -> None:
+    """The documented 1:1 NAT / Docker set-up, through ``podium serve`` itself (uvloop).
+
+    uvloop reports a failed bind without an errno (the real one is its ``__cause__``);
+    the fallback to the wildcard socket must see through that.  See tests/netns.py.
+    """
+    why = namespaces_missing()
+    if why:
+        pytest.skip(why)
+    result = run_scenario("nat")
+    assert "event loop: uvloop" in result["log"]
+    assert f"{NAT_ADDRESS} is not a local address: serving it on 0.0.0.0" in result["log"]
+    assert f"0.0.0.0:{UDP_PORT}" in result["sockets"]
+    assert result["remote"] == [NAT_ADDRESS, UDP_PORT]
+    assert abs(result["frequency"] - TONE) < 5
