@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from sfu.config import MediaConfig
 from signaling.room.settings import RoomSettings
+from signaling.wire.messages import IceServer as IceServerInfo
 from signaling.wire.protocol import MAX_MESSAGE_BYTES
 
 
@@ -19,8 +19,8 @@ class IceServer:
     username: str | None = None
     credential: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"urls": list(self.urls)}
+    def to_dict(self) -> IceServerInfo:
+        data: IceServerInfo = {"urls": list(self.urls)}
         if self.username is not None:
             data["username"] = self.username
         if self.credential is not None:

@@ -17,6 +17,8 @@ from signaling.room.roles import Role
 from signaling.room.room import Room
 from signaling.room.settings import RoomSettings
 from signaling.room.stage import AttendanceRecord, Member
+from signaling.wire.messages import AttendanceRecord as AttendanceInfo
+from signaling.wire.messages import AttendeePage as AttendeePageInfo
 
 
 def settings_view(settings: RoomSettings) -> dict[str, Any]:
@@ -55,7 +57,7 @@ def participant_view(room: Room, member: Member, hands: Collection[str]) -> dict
     }
 
 
-def page_info(page: AttendeePage) -> dict[str, Any]:
+def page_info(page: AttendeePage) -> AttendeePageInfo:
     return {
         "items": [attendee_info(a) for a in page.items],
         "next_cursor": page.next_cursor,
@@ -64,7 +66,7 @@ def page_info(page: AttendeePage) -> dict[str, Any]:
     }
 
 
-def attendance_info(record: AttendanceRecord) -> dict[str, Any]:
+def attendance_info(record: AttendanceRecord) -> AttendanceInfo:
     return {
         "identity": record.identity.user_id,
         "name": record.identity.name,
@@ -72,7 +74,7 @@ def attendance_info(record: AttendanceRecord) -> dict[str, Any]:
             {
                 "joined_at": v.joined_at,
                 "left_at": v.left_at,
-                "roles": [{"role": str(role), "since": since} for role, since in v.roles],
+                "roles": [{"role": role, "since": since} for role, since in v.roles],
             }
             for v in record.visits
         ],

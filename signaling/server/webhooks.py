@@ -35,19 +35,10 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from signaling.room.room import RoomObserver
-from signaling.room.stage import (
-    HandLowered,
-    HandRaised,
-    Joined,
-    Muted,
-    ProfileChanged,
-    Removed,
-    RoleChanged,
-    RoomEnded,
-    StageEvent,
-)
+from signaling.room.stage import Joined, ProfileChanged, RoomEnded, StageEvent
 from signaling.server.config import ServerConfig, WebhookConfig
 from signaling.server.views import attendance_info, participant_view, settings_view
+from signaling.wire.messages import stage_event_message
 from signaling.wire.openapi import WEBHOOKS
 from signaling.wire.webhook_verify import CONTENT_TYPE, sign_webhook
 
@@ -58,6 +49,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EVENTS = tuple(WEBHOOKS)  # described, one by one, in signaling.wire.openapi
+STAGE_WEBHOOKS = {
+    "role_changed": "participant_role_changed",
+    "muted": "participant_muted",
+    "participant_removed": "participant_removed",
+    "hand_raised": "hand_raised",
+    "hand_lowered": "hand_lowered",
+}
+"""The stage events a backend is told of: WebSocket event name -> webhook name; the data
+is the WebSocket event's (``stage_event_message``)."""
 
 
 @dataclass(frozen=True)
@@ -366,31 +366,17 @@ class Webhooks(RoomObserver):
         if not self.queues:
             return
         match event:
-            case Joined(participant=pid):
+            case Joined(participant=pid) | ProfileChanged(participant=pid):
                 member = room.stage.member(pid)
                 view = participant_view(room, member, room.stage.hand_queue())
-                self.emit(room, "participant_joined", {"participant": view})
-            case RoleChanged(participant=pid, old=old, new=new, by=by):
-                self.emit(
-                    room,
-                    "participant_role_changed",
-                    {"participant": pid, "old": str(old), "new": str(new), "by": by},
-                )
-            case Muted(participant=pid, by=by, muted=muted):
-                self.emit(room, "participant_muted", {"participant": pid, "by": by, "muted": muted})
-            case Removed(participant=pid, by=by, banned=banned, reason=reason):
-                data = {"participant": pid, "by": by, "banned": banned, "reason": reason}
-                self.emit(room, "participant_removed", data)
-            case ProfileChanged(participant=pid):
-                member = room.stage.member(pid)
-                view = participant_view(room, member, room.stage.hand_queue())
-                self.emit(room, "participant_updated", {"participant": view})
-            case HandRaised(participant=pid, at=at):
-                self.emit(room, "hand_raised", {"participant": pid, "at": at})
-            case HandLowered(participant=pid, by=by):
-                self.emit(room, "hand_lowered", {"participant": pid, "by": by})
+                name = "participant_joined" if isinstance(event, Joined) else "participant_updated"
+                self.emit(room, name, {"participant": view})
             case RoomEnded(by=by):
                 self._ended_by[room.sid] = by
+            case _:
+                message = stage_event_message(event)
+                if message is not None and message[0] in STAGE_WEBHOOKS:
+                    self.emit(room, STAGE_WEBHOOKS[message[0]], message[1])
 
     def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
         self.emit(room, "participant_left", {"participant": participant.id, "reason": reason})
