@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict
 from enum import StrEnum
-from typing import Any, NotRequired, TypeVar
+from typing import Annotated, Any, NotRequired, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
@@ -131,6 +131,10 @@ def _refusal(model: type[WireRequest], exc: ValidationError) -> str:
 
 
 # -- responses and events ------------------------------------------------------
+Timestamp = Annotated[float, Field(description="seconds since the Unix epoch")]
+Who = Annotated[str, Field(description="an identity; '' means the platform (server API)")]
+
+
 @with_config(ConfigDict(extra="forbid"))
 class Closed(TypedDict):
     """Outbound data names every field it carries: its schema forbids others, so a test
@@ -146,7 +150,7 @@ class Person(Closed):
     avatar_url: str
     profile_url: str
     role: Role
-    joined_at: float
+    joined_at: Timestamp
 
 
 class Self(Person):
@@ -219,7 +223,7 @@ class Message(Closed):
     id: int
     sender: str
     text: str
-    at: float
+    at: Timestamp
 
 
 class ChatState(Closed):
@@ -258,12 +262,12 @@ class Empty(Closed):
 
 class RoleEntry(Closed):
     role: Role
-    since: float
+    since: Timestamp
 
 
 class Visit(Closed):
-    joined_at: float
-    left_at: float | None
+    joined_at: Timestamp
+    left_at: Annotated[float | None, Field(description="null: still in the room")]
     roles: list[RoleEntry]
 
 
@@ -282,15 +286,15 @@ class SendChatResponse(Closed):
 
 
 class RecordingStarted(Closed):
-    recording: str
-    by: str
-    at: float
+    recording: Annotated[str, Field(description="the file's name")]
+    by: Who
+    at: Timestamp
 
 
 class RecordingFinished(Closed):
     recording: str
-    by: str
-    duration: float
+    by: Who
+    duration: Annotated[float, Field(ge=0, description="seconds")]
 
 
 class Slots(Closed):
@@ -314,14 +318,14 @@ class DominantSpeaker(Closed):
 
 class HandRaisedData(Closed):
     participant: str
-    at: float
+    at: Timestamp
 
 
 class ActedOn(Closed):
     """hand_lowered, invited, invite_cancelled."""
 
     participant: str
-    by: str
+    by: Who
 
 
 class InviteDeclinedData(Closed):
@@ -332,36 +336,36 @@ class RoleChangedData(Closed):
     participant: str
     old: Role
     new: Role
-    by: str
+    by: Who
 
 
 class MutedData(Closed):
     participant: str
-    by: str
+    by: Who
     muted: bool
 
 
 class ParticipantRemoved(Closed):
     participant: str
-    by: str
+    by: Who
     banned: bool
     reason: str
 
 
 class RoomEndedData(Closed):
-    by: str
+    by: Who
 
 
 class ReactionData(Closed):
     sender: str
     emoji: str
     message_id: int | None
-    at: float
+    at: Timestamp
 
 
 class Pinned(Closed):
     message: Message | None
-    by: str
+    by: Who
 
 
 class Disconnected(Closed):
@@ -371,7 +375,7 @@ class Disconnected(Closed):
 class ServerMessage(Closed):
     text: str | None
     data: dict[str, Any] | None
-    at: float
+    at: Timestamp
     private: bool
 
 
