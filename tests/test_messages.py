@@ -4,7 +4,9 @@ sends match the schema generated from the response and event types."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -167,3 +169,11 @@ async def other_protocol_server() -> AsyncIterator[str]:
 async def test_the_client_refuses_a_server_of_another_protocol(other_protocol_server: str) -> None:
     with pytest.raises(IncompatibleServer, match="protocol 2"):
         await PodiumClient.connect(other_protocol_server, token("ada"), media=False)
+
+
+def test_the_javascript_sdk_speaks_the_same_protocol_version() -> None:
+    source = (Path(__file__).resolve().parent.parent / "signaling/static/podium.js").read_text()
+    declared = re.search(r"export const PROTOCOL_VERSION = (\d+);", source)
+    assert declared is not None
+    assert int(declared.group(1)) == PROTOCOL_VERSION
+    assert "joinInfo.protocol !== PROTOCOL_VERSION" in source

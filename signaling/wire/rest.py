@@ -12,6 +12,7 @@ not be ignored) and refuse ``null`` (leave a field out instead).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, NoReturn, NotRequired, TypeVar
@@ -276,32 +277,33 @@ def _first(model: type[BaseModel], errors: list[ErrorDetails]) -> tuple[str, str
     error = min(errors, key=lambda e: _order(model, str(e["loc"][0]) if e["loc"] else ""))
     if not error["loc"]:  # a model validator: SendMessage's text-or-data
         return "text", str(error.get("ctx", {}).get("error", error["msg"]))
-    return str(error["loc"][0]), _wording(error)
+    field = str(error["loc"][0])
+    return field, _wording(error, _schema(model)["properties"][field])
 
 
-def _wording(error: ErrorDetails) -> str:
+@functools.cache
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def _wording(error: ErrorDetails, schema: Mapping[str, Any]) -> str:
+    """As the document states the limit: the field's own schema has its bounds."""
     ctx = error.get("ctx", {})
     match error["type"]:
         case "missing":
             return "is required"
         case "string_type":
             return "must be a string"
-        case "string_too_short" if ctx["min_length"] == 1:
-            return "must not be empty"
-        case "string_too_short":
-            return f"must be at least {ctx['min_length']} characters"
-        case "string_too_long":
-            return f"must be at most {ctx['max_length']} characters"
+        case "string_too_short" | "string_too_long":
+            return f"must be {schema['minLength']} to {schema['maxLength']} characters"
         case "string_pattern_mismatch":  # the one pattern: NAME_PATTERN
             return "must not contain '/' or control characters"
         case "int_type" | "int_from_float" | "int_parsing":
             return "must be an integer"
         case "float_type" | "float_parsing":
             return "must be a number"
-        case "greater_than_equal":
-            return f"must be at least {ctx['ge']}"
-        case "less_than_equal":
-            return f"must be at most {ctx['le']}"
+        case "greater_than_equal" | "less_than_equal":
+            return f"must be between {schema['minimum']:g} and {schema['maximum']:g}"
         case "enum" | "literal_error":
             return f"must be one of {ctx['expected']}"
         case "dict_type":
