@@ -27,6 +27,7 @@ rests on what else each gives (docs/protocol.md, Versioning).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from pydantic import VERSION as PYDANTIC_VERSION
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
@@ -145,7 +147,9 @@ class ChatFrame(_Frame):
     data: SendChat
 
 
-FRAME = TypeAdapter(Annotated[JoinFrame | OfferFrame | ChatFrame, Field(discriminator="type")])
+FRAME: TypeAdapter[JoinFrame | OfferFrame | ChatFrame] = TypeAdapter(
+    Annotated[JoinFrame | OfferFrame | ChatFrame, Field(discriminator="type")]
+)
 
 
 def pydantic_json(raw: bytes) -> object:
@@ -155,35 +159,23 @@ def pydantic_json(raw: bytes) -> object:
 # -- msgspec (optional) ------------------------------------------------------------
 def msgspec_parser() -> Parser | None:
     try:
-        import msgspec
+        msgspec = importlib.import_module("msgspec")
     except ImportError:
         return None
-
-    class JoinStruct(msgspec.Struct, frozen=True):
-        token: str
-        room: str | None = None
-
-    class OfferStruct(msgspec.Struct, frozen=True):
-        sdp: str
-
-    class ChatStruct(msgspec.Struct, frozen=True):
-        text: str
-
-    class Envelope(msgspec.Struct, frozen=True):
-        id: int | str
-        type: str
-        data: dict[str, Any] = {}
-
-    structs: dict[str, type[msgspec.Struct]] = {
-        "join": JoinStruct,
-        "offer": OfferStruct,
-        "send_chat": ChatStruct,
+    structs = {
+        "join": msgspec.defstruct("JoinStruct", [("token", str), ("room", str | None, None)]),
+        "offer": msgspec.defstruct("OfferStruct", [("sdp", str)]),
+        "send_chat": msgspec.defstruct("ChatStruct", [("text", str)]),
     }
-    decoder = msgspec.json.Decoder(Envelope)
+    envelope = msgspec.defstruct(
+        "Envelope", [("id", int | str), ("type", str), ("data", dict[str, Any], {})]
+    )
+    decoder = msgspec.json.Decoder(envelope)
+    convert = msgspec.convert
 
     def parse(raw: bytes) -> object:
-        envelope = decoder.decode(raw)
-        return msgspec.convert(envelope.data, structs[envelope.type])
+        frame = decoder.decode(raw)
+        return convert(frame.data, structs[frame.type])
 
     return parse
 
@@ -231,10 +223,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     msgspec_version = None
     if figures["msgspec"] is not None:
-        import msgspec
-
-        msgspec_version = msgspec.__version__
-    import pydantic as pydantic_module
+        msgspec_version = importlib.import_module("msgspec").__version__
 
     result = {
         "benchmark": "wire_parse",
@@ -250,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {
             "nproc": os.cpu_count(),
             "python": platform.python_version(),
-            "pydantic": pydantic_module.VERSION,
+            "pydantic": PYDANTIC_VERSION,
             "msgspec": msgspec_version,
         },
     }

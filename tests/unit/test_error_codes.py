@@ -8,7 +8,7 @@ from pathlib import Path
 from signaling.server.metrics import ERROR_CODES
 from signaling.wire.errors import ErrorCode
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CODES = {str(code) for code in ErrorCode}
 
 

@@ -1,12 +1,11 @@
-"""Typed wire messages: request models refuse as documented, and the frames a real server
-sends match the schema generated from the response and event types."""
+"""The frames a real server sends match the schema generated from the response and event
+types; the Python client refuses a server of another protocol version; a server API create
+out of the token's scope is 403 before a bad field."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,21 +17,8 @@ from referencing.jsonschema import DRAFT202012
 
 from signaling.client.client import IncompatibleServer, PodiumClient
 from signaling.server.server import PodiumServer
-from signaling.server.session import HANDLER_TYPES
-from signaling.wire.errors import ErrorCode, PodiumError
-from signaling.wire.messages import (
-    EVENTS,
-    PROTOCOL_VERSION,
-    REQUESTS,
-    RESPONSES,
-    GetAttendees,
-    Join,
-    Remove,
-    SetMediaMode,
-    Target,
-    parse_data,
-    protocol_schema,
-)
+from signaling.wire.messages import EVENTS, PROTOCOL_VERSION, RESPONSES, protocol_schema
+from tests.api_helpers import Api, admin
 from tests.conftest import Connect, token
 
 SCHEMA = protocol_schema()
@@ -42,43 +28,11 @@ _REGISTRY: Registry[Any] = Registry().with_resource(
 
 
 def check(kind: str, name: str, data: Any) -> None:
-    """Validate ``data`` against the generated schema of request/response/event ``name``."""
-    pointer = f"/{kind}/{name}"
+    """Validate ``data`` against the generated schema of response/event ``name``."""
     validator = jsonschema.Draft202012Validator(
-        {"$ref": f"urn:podium-ws#{pointer}"}, registry=_REGISTRY
+        {"$ref": f"urn:podium-ws#/{kind}/{name}"}, registry=_REGISTRY
     )
     validator.validate(data)
-
-
-def refusal(model: Any, data: dict[str, Any]) -> str:
-    with pytest.raises(PodiumError) as info:
-        parse_data(model, data)
-    assert info.value.code == ErrorCode.INVALID_REQUEST
-    return info.value.message
-
-
-def test_every_request_type_has_a_model_and_a_handler() -> None:
-    assert frozenset(REQUESTS) == HANDLER_TYPES
-    assert set(RESPONSES) <= set(REQUESTS)
-
-
-def test_request_fields_are_strictly_typed_and_refusals_name_them() -> None:
-    assert refusal(Join, {}) == "field 'token' must be a str"
-    assert refusal(Join, {"token": None}) == "field 'token' must be a str"
-    assert "'room'" in refusal(Join, {"token": "t", "room": 5})
-    assert "'limit'" in refusal(GetAttendees, {"limit": True})  # a bool is no integer
-    assert "'limit'" in refusal(GetAttendees, {"limit": 5.0})
-    assert "'limit'" in refusal(GetAttendees, {"limit": "5"})
-    assert "'ban'" in refusal(Remove, {"participant": "x", "ban": 1})
-    assert "king" in refusal(GetAttendees, {"role": "king"})
-    assert "'role' must be a str" in refusal(GetAttendees, {"role": 3})
-    assert "forward, mix, auto" in refusal(SetMediaMode, {"mode": "loud"})
-
-
-def test_optional_null_is_absent_and_unknown_fields_are_ignored() -> None:
-    assert parse_data(Join, {"token": "t", "room": None, "future": 1}) == Join(token="t")
-    assert parse_data(Target, {"participant": None}).participant is None
-    assert parse_data(GetAttendees, {"role": "speaker"}).role == "speaker"
 
 
 async def _request(ws: aiohttp.ClientWebSocketResponse, rid: int, kind: str, **data: Any) -> Any:
@@ -171,9 +125,17 @@ async def test_the_client_refuses_a_server_of_another_protocol(other_protocol_se
         await PodiumClient.connect(other_protocol_server, token("ada"), media=False)
 
 
-def test_the_javascript_sdk_speaks_the_same_protocol_version() -> None:
-    source = (Path(__file__).resolve().parent.parent / "signaling/static/podium.js").read_text()
-    declared = re.search(r"export const PROTOCOL_VERSION = (\d+);", source)
-    assert declared is not None
-    assert int(declared.group(1)) == PROTOCOL_VERSION
-    assert "joinInfo.protocol !== PROTOCOL_VERSION" in source
+async def test_a_create_out_of_scope_is_403_unless_the_name_itself_is_bad(
+    server: PodiumServer,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        api = Api(server, http)
+        scoped = admin(room="mine")
+        body = {"name": "theirs", "max_speakers": 0}
+        reply = await api("POST", "/v1/rooms", json_body=body, token=scoped)
+        assert (reply.status, reply.error["code"]) == (403, "not_permitted")
+        reply = await api("POST", "/v1/rooms", json_body={"name": "a/b"}, token=scoped)
+        assert (reply.status, reply.error["field"]) == (400, "name")
+        body = {"name": "mine", "max_speakers": 0}
+        reply = await api("POST", "/v1/rooms", json_body=body, token=scoped)
+        assert (reply.status, reply.error["field"]) == (400, "max_speakers")
