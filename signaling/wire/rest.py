@@ -294,8 +294,10 @@ def _wording(error: ErrorDetails, schema: Mapping[str, Any]) -> str:
             return "is required"
         case "string_type":
             return "must be a string"
-        case "string_too_short" | "string_too_long":
+        case "string_too_short" | "string_too_long" if "maxLength" in schema:
             return f"must be {schema['minLength']} to {schema['maxLength']} characters"
+        case "string_too_short":
+            return f"must be at least {schema['minLength']} characters"
         case "string_pattern_mismatch":  # the one pattern: NAME_PATTERN
             return "must not contain '/' or control characters"
         case "int_type" | "int_from_float" | "int_parsing":

@@ -66,6 +66,8 @@ def test_queries_are_converted_and_checked() -> None:
     for query in ({"ban": "yes"}, {"ban": "1"}, {"reason": ""}):
         with pytest.raises(FieldError):
             parse_query(RemoveParticipant, query)
+    with pytest.raises(FieldError, match="cursor: must be at least 1 characters"):
+        parse_query(ListParticipants, {"cursor": ""})  # a bound below, none above
 
 
 def test_the_documents_limits_are_the_models() -> None:
