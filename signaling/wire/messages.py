@@ -1,10 +1,10 @@
 """Typed WebSocket messages: every request, response and event of docs/protocol.md.
 
 Requests are pydantic models, validated from the envelope's ``data`` object
-(``parse_data``): strict types (``true`` is not an integer, ``"5"`` not a
-number), unknown fields ignored (older clients keep working), ``null`` the same
-as an absent optional field, and a refusal is ``invalid_request`` naming the
-field. Responses and events are TypedDicts: checked by mypy where they are
+(``parse_data``): strict types (``true`` is not an integer, ``"5"`` not a number),
+unknown fields ignored (a newer client's additions reach an older server harmlessly),
+``null`` the same as an absent optional field, and a refusal is ``invalid_request``
+naming the field. Responses and events are TypedDicts: checked by mypy where they are
 built, free at run time (a ``slots`` event goes to every listener), and
 described as JSON Schema by the same pydantic (``protocol_schema``).
 
@@ -82,10 +82,11 @@ class Remove(WireRequest):
 
 
 class GetAttendees(WireRequest):
-    cursor: str | None = None
+    # Fields are checked in the order they are declared: the first bad one is named.
+    role: Role | None = Field(default=None, strict=False)
     limit: int | None = None
     """Bounded by the room's ``attendees.max_page_size``, a setting: checked by the list."""
-    role: Role | None = Field(default=None, strict=False)
+    cursor: str | None = None
 
 
 class SendChat(WireRequest):
