@@ -30,7 +30,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 
@@ -39,7 +39,13 @@ from signaling.room.stage import Joined, ProfileChanged, RoomEnded, StageEvent
 from signaling.server.config import ServerConfig, WebhookConfig
 from signaling.server.views import attendance_info, participant_view, settings_view
 from signaling.wire.messages import stage_event_message
-from signaling.wire.openapi import WEBHOOKS
+from signaling.wire.rest import (
+    WEBHOOKS,
+    ParticipantInfo,
+    ParticipantLeft,
+    RoomFinished,
+    RoomStarted,
+)
 from signaling.wire.webhook_verify import CONTENT_TYPE, sign_webhook
 
 if TYPE_CHECKING:
@@ -48,7 +54,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EVENTS = tuple(WEBHOOKS)  # described, one by one, in signaling.wire.openapi
+EVENTS = tuple(WEBHOOKS)  # typed, one by one, in signaling.wire.rest
 STAGE_WEBHOOKS = {
     "role_changed": "participant_role_changed",
     "muted": "participant_muted",
@@ -352,15 +358,12 @@ class Webhooks(RoomObserver):
         return event
 
     def room_started(self, room: Room) -> None:
-        self.emit(
-            room,
-            "room_started",
-            {
-                "created_at": room.created_at,
-                "settings": settings_view(room.settings),
-                "metadata": dict(room.settings.metadata),
-            },
-        )
+        started: RoomStarted = {
+            "created_at": room.created_at,
+            "settings": settings_view(room.settings),
+            "metadata": dict(room.settings.metadata),
+        }
+        self.emit(room, "room_started", started)
 
     def stage_event(self, room: Room, event: StageEvent, now: float) -> None:
         if not self.queues:
@@ -370,7 +373,8 @@ class Webhooks(RoomObserver):
                 member = room.stage.member(pid)
                 view = participant_view(room, member, room.stage.hand_queue())
                 name = "participant_joined" if isinstance(event, Joined) else "participant_updated"
-                self.emit(room, name, {"participant": view})
+                info: ParticipantInfo = {"participant": view}
+                self.emit(room, name, info)
             case RoomEnded(by=by):
                 self._ended_by[room.sid] = by
             case _:
@@ -379,26 +383,24 @@ class Webhooks(RoomObserver):
                     self.emit(room, STAGE_WEBHOOKS[message[0]], message[1])
 
     def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
-        self.emit(room, "participant_left", {"participant": participant.id, "reason": reason})
+        left: ParticipantLeft = {"participant": participant.id, "reason": reason}
+        self.emit(room, "participant_left", left)
 
     def room_finished(self, room: Room, reason: str) -> None:
         if room.sid not in self._seq:  # no URLs, or told twice
             return
         ended_by = self._ended_by.pop(room.sid, None)
+        why: Literal["ended", "empty", "server_shutdown"] = "empty"
         if room.stage.ended:
             why = "ended"
-        else:
-            why = "server_shutdown" if reason == "server_shutdown" else "empty"
-        finished = time.time()
-        self.emit(
-            room,
-            "room_finished",
-            {
-                "reason": why,
-                "ended_by": ended_by,
-                "created_at": room.created_at,
-                "duration": max(0.0, finished - room.created_at),
-                "attendance": [attendance_info(r) for r in room.stage.attendance()],
-            },
-        )
+        elif reason == "server_shutdown":
+            why = "server_shutdown"
+        finished: RoomFinished = {
+            "reason": why,
+            "ended_by": ended_by,
+            "created_at": room.created_at,
+            "duration": max(0.0, time.time() - room.created_at),
+            "attendance": [attendance_info(r) for r in room.stage.attendance()],
+        }
+        self.emit(room, "room_finished", finished)
         self._seq.pop(room.sid, None)

@@ -17,7 +17,7 @@ from pydantic.json_schema import JsonSchemaMode
 from signaling.wire import messages, rest
 
 VERSION = "1.0.0"
-WEBHOOKS = rest.WEBHOOKS
+
 _REF = "#/components/schemas/{model}"
 
 
@@ -71,7 +71,7 @@ _SCHEMAS: dict[str, tuple[Any, JsonSchemaMode]] = {
     "RecordingStarted": (messages.RecordingStarted, "serialization"),
     "RecordingFinished": (messages.RecordingFinished, "serialization"),
     "WebhookEnvelope": (rest.WebhookEnvelope, "serialization"),
-    **{f"data_{name}": (kind, "serialization") for name, (_, kind) in WEBHOOKS.items()},
+    **{f"data_{name}": (kind, "serialization") for name, (_, kind) in rest.WEBHOOKS.items()},
 }
 
 
@@ -102,7 +102,7 @@ def _schemas() -> dict[str, Any]:
         if ref != name:
             schemas[name] = schemas[ref] if ref else _tidy(schema)
     envelope = schemas.pop("WebhookEnvelope")
-    for name, (description, _) in WEBHOOKS.items():
+    for name, (description, _) in rest.WEBHOOKS.items():
         properties = {
             **envelope["properties"],
             "event": {"const": name},
@@ -113,7 +113,7 @@ def _schemas() -> dict[str, Any]:
             "description": description,
             "properties": properties,
         }
-    schemas["WebhookEvent"] = {"oneOf": [_ref(f"Webhook_{name}") for name in WEBHOOKS]}
+    schemas["WebhookEvent"] = {"oneOf": [_ref(f"Webhook_{name}") for name in rest.WEBHOOKS]}
     return schemas
 
 
@@ -304,7 +304,7 @@ def _webhooks() -> dict[str, Any]:
                 "responses": {"200": {"description": "any 2xx acknowledges; else it is retried"}},
             }
         }
-        for name, (description, _) in WEBHOOKS.items()
+        for name, (description, _) in rest.WEBHOOKS.items()
     }
 
 

@@ -91,7 +91,7 @@ async def test_real_frames_match_the_generated_schema(
         for data in datas:
             check("event", name, data)
     assert {"chat", "reaction", "pinned", "invited", "media_mode", "muted"} <= set(seen_events)
-    assert {"participant_removed", "room_ended", "disconnected"} <= set(seen_events)
+    assert {"participant_removed", "room_ended", "disconnected", "attendees"} <= set(seen_events)
     assert listener.join_info["protocol"] == PROTOCOL_VERSION
     check("response", "join", listener.join_info)
 
