@@ -36,9 +36,14 @@ from sfu.rtc.setup import announce_addresses, tune_client_process
 from sfu.rtc.tracks import ParkedTrack, park_rtcp, tap_receiver
 from sfu.rtp import AUDIO_LEVEL_URI
 from signaling.wire.errors import PodiumError
+from signaling.wire.messages import PROTOCOL_VERSION
 
 PacketHandler = Callable[[int, RtpPacket], None]
 SLOT_HISTORY = 64
+
+
+class IncompatibleServer(ConnectionError):
+    """The server's join response names a protocol version this client does not speak."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,11 @@ class PodiumClient:
             if room is not None:
                 join["room"] = room
             client.join_info = await client.request("join", timeout=timeout, **join)
+            protocol = client.join_info.get("protocol")
+            if protocol != PROTOCOL_VERSION:
+                raise IncompatibleServer(
+                    f"the server speaks protocol {protocol}, this client {PROTOCOL_VERSION}"
+                )
             if media:
                 await client._negotiate(publish, on_packet, audio_level, timeout)
         except BaseException:

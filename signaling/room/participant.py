@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from signaling.room.attendees import Attendee, Identity
 from signaling.room.roles import Role
+from signaling.wire.messages import Person
 from signaling.wire.tokens import AccessToken
 
 
@@ -39,7 +40,7 @@ def identity_of(token: AccessToken) -> Identity:
     )
 
 
-def person_info(who: Identity, role: Role, joined_at: float) -> dict[str, Any]:
+def person_info(who: Identity, role: Role, joined_at: float) -> Person:
     """The public view of a person: what attendee lists and the stage view carry."""
     return {
         "identity": who.user_id,
@@ -47,12 +48,12 @@ def person_info(who: Identity, role: Role, joined_at: float) -> dict[str, Any]:
         "headline": who.headline,
         "avatar_url": who.avatar_url,
         "profile_url": who.profile_url,
-        "role": str(role),
+        "role": role,
         "joined_at": joined_at,
     }
 
 
-def attendee_info(attendee: Attendee) -> dict[str, Any]:
+def attendee_info(attendee: Attendee) -> Person:
     return person_info(attendee.identity, attendee.role, attendee.joined_at)
 
 

@@ -11,7 +11,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from sfu.errors import MediaError
 from sfu.events import RouterEvent, SlotsChanged
 from sfu.mixer import MIX, MediaMode, MediaModeChanged, is_mix
 from signaling.room.attendees import AttendeeDelta, AttendeeList
-from signaling.room.chat import Chat, ChatMessage
+from signaling.room.chat import Chat, ChatMessage, Reaction
 from signaling.room.clock import Clock, TimerHandle
 from signaling.room.media import MediaFactory, refusal
 from signaling.room.participant import (
@@ -51,6 +51,19 @@ from signaling.room.stage import (
     StageEvent,
 )
 from signaling.wire.errors import ErrorCode, PodiumError
+from signaling.wire.messages import (
+    AttendeesDelta,
+    MediaModeInfo,
+    Message,
+    ReactionData,
+    RecordingFinished,
+    RecordingStarted,
+    RoomInfo,
+    SpeakerLevel,
+    StageView,
+    counts,
+    stage_event_message,
+)
 from signaling.wire.protocol import encode_event
 from signaling.wire.tokens import AccessToken
 
@@ -59,8 +72,17 @@ logger = logging.getLogger(__name__)
 _MODERATORS = (Role.HOST, Role.MODERATOR)
 
 
-def message_info(message: ChatMessage) -> dict[str, Any]:
-    return asdict(message)
+def message_info(message: ChatMessage) -> Message:
+    return {"id": message.id, "sender": message.sender, "text": message.text, "at": message.at}
+
+
+def reaction_info(reaction: Reaction) -> ReactionData:
+    return {
+        "sender": reaction.sender,
+        "emoji": reaction.emoji,
+        "message_id": reaction.message_id,
+        "at": reaction.at,
+    }
 
 
 class RoomObserver:
@@ -125,13 +147,12 @@ class Room:
         self.observer = observer
         observer.room_started(self)
 
-    def info(self) -> dict[str, Any]:
-        counts = self.attendees.counts()
+    def info(self) -> RoomInfo:
         return {
             "name": self.name,
             "created_at": self.created_at,
             "num_participants": len(self.participants),
-            "counts": {str(role): counts.get(role, 0) for role in Role},
+            "counts": counts(self.attendees.counts()),
             "media_mode": self.media_mode_info(),
             "recording": self.media.recording is not None,
         }
@@ -194,30 +215,20 @@ class Room:
                 self.attendees.leave(pid, now)
             case Removed(participant=pid, banned=banned):
                 self.attendees.leave(pid, now)
-                self._to_moderators("participant_removed", _jsonable(event), also=())
+                self._announce(event)
                 self._close_later(pid, "banned" if banned else "removed")
             case RoleChanged(participant=pid, new=new):
                 self.attendees.set_role(pid, new, now)
                 self.media.set_publish_allowed(pid, event.can_publish)
                 self.media.set_muted(pid, self.stage.member(pid).muted)
-                self.broadcast("role_changed", _jsonable(event))
+                self._announce(event)
             case Muted(participant=pid, muted=muted):
                 self.media.set_muted(pid, muted)
-                self.broadcast("muted", _jsonable(event))
-            case HandRaised(participant=pid) | HandLowered(participant=pid):
-                name = "hand_raised" if isinstance(event, HandRaised) else "hand_lowered"
-                self._to_moderators(name, _jsonable(event), also=(pid,))
-            case (
-                Invited(participant=pid)
-                | InviteCancelled(participant=pid)
-                | InviteDeclined(participant=pid)
-            ):
-                name = {Invited: "invited", InviteCancelled: "invite_cancelled"}.get(
-                    type(event), "invite_declined"
-                )
-                self._to_moderators(name, _jsonable(event), also=(pid,))
+                self._announce(event)
+            case HandRaised() | HandLowered() | Invited() | InviteCancelled() | InviteDeclined():
+                self._announce(event)
             case RoomEnded():
-                self.broadcast("room_ended", _jsonable(event))
+                self._announce(event)
                 for pid in list(self.participants):
                     self._close_later(pid, "room_ended")
             case ProfileChanged(participant=pid, identity=identity):
@@ -226,6 +237,24 @@ class Room:
                     participant.identity = identity
         self._schedule_attendees()
         self.observer.stage_event(self, event, now)
+
+    def _announce(self, event: StageEvent) -> None:
+        """Send ``event`` as ``stage_event_message`` words it, to those who may know of it."""
+        message = stage_event_message(event)
+        if message is None:
+            return
+        name, data = message
+        match event:
+            case RoleChanged() | Muted() | RoomEnded():
+                self.broadcast(name, data)
+            case Removed():  # the removed participant gets only its disconnected
+                self._to_moderators(name, data, also=())
+            case HandRaised(participant=pid) | HandLowered(participant=pid):
+                self._to_moderators(name, data, also=(pid,))
+            case Invited(participant=pid) | InviteCancelled(participant=pid):
+                self._to_moderators(name, data, also=(pid,))
+            case InviteDeclined(participant=pid):
+                self._to_moderators(name, data, also=(pid,))
 
     def _close_later(self, identity: str, reason: str) -> None:
         """Remove after the current request's reply has been queued."""
@@ -250,11 +279,11 @@ class Room:
         self._schedule_attendees()
 
     # -- sending -----------------------------------------------------------
-    def broadcast(self, event: str, data: dict[str, Any], exclude: str | None = None) -> None:
+    def broadcast(self, event: str, data: Mapping[str, Any], exclude: str | None = None) -> None:
         """Encode once, enqueue to everyone: a slow client never delays the others."""
         self._send_to(self.participants, event, data, exclude)
 
-    def _to_moderators(self, event: str, data: dict[str, Any], also: Iterable[str]) -> None:
+    def _to_moderators(self, event: str, data: Mapping[str, Any], also: Iterable[str]) -> None:
         extra = set(also)
         targets = [
             pid
@@ -267,7 +296,7 @@ class Room:
         self,
         identities: Iterable[str],
         event: str,
-        data: dict[str, Any],
+        data: Mapping[str, Any],
         exclude: str | None = None,
     ) -> None:
         text = encode_event(event, data)
@@ -276,7 +305,7 @@ class Room:
             if participant is not None and identity != exclude:
                 participant.outbox.send(text)
 
-    def send(self, identity: str, event: str, data: dict[str, Any]) -> None:
+    def send(self, identity: str, event: str, data: Mapping[str, Any]) -> None:
         self._send_to((identity,), event, data)
 
     def _media_event(self, event: RouterEvent) -> None:
@@ -286,7 +315,7 @@ class Room:
                 layout = [MIX if is_mix(source) else source for source in slots]
                 self.send(subscriber, "slots", {"slots": layout})
             case SpeakingChanged(changes=changes):
-                speakers = [
+                speakers: list[SpeakerLevel] = [
                     {"participant": c.producer_id, "level": c.level, "speaking": c.speaking}
                     for c in changes
                 ]
@@ -297,15 +326,15 @@ class Room:
                 self.broadcast("media_mode", self.media_mode_info())
 
     # -- media mode and recording ------------------------------------------
-    def set_media_mode(self, mode: MediaMode) -> dict[str, Any]:
+    def set_media_mode(self, mode: MediaMode) -> MediaModeInfo:
         self.media.set_media_mode(mode)  # everyone gets media_mode if anything changed
         return self.media_mode_info()
 
-    def media_mode_info(self) -> dict[str, Any]:
+    def media_mode_info(self) -> MediaModeInfo:
         state = self.media.media_mode
-        return {"mode": str(state.mode), "mixing": state.mixing}
+        return {"mode": state.mode, "mixing": state.mixing}
 
-    def start_recording(self, by: str) -> dict[str, Any]:
+    def start_recording(self, by: str) -> RecordingStarted:
         """Record the room's mix to a new file; everyone is told (``by`` "" is the platform)."""
         directory = self.recordings_dir
         if directory is None:
@@ -319,18 +348,22 @@ class Room:
             logger.error("room %s: cannot record to %s: %s", self.name, path, exc)
             refused = PodiumError(ErrorCode.RECORDING_UNAVAILABLE, "cannot write the recording")
             raise refused from exc
-        info = {"recording": path.name, "by": by, "at": started_at}
+        info: RecordingStarted = {"recording": path.name, "by": by, "at": started_at}
         self.broadcast("recording_started", info)
         return info
 
-    def stop_recording(self, by: str) -> dict[str, Any]:
+    def stop_recording(self, by: str) -> RecordingFinished:
         path = self.media.recording
         try:
             duration = self.media.stop_recording()
         except MediaError as exc:
             raise refusal(exc) from exc
         assert path is not None  # stop_recording refuses otherwise
-        info = {"recording": path.name, "by": by, "duration": round(duration, 3)}
+        info: RecordingFinished = {
+            "recording": path.name,
+            "by": by,
+            "duration": round(duration, 3),
+        }
         self.broadcast("recording_finished", info)
         return info
 
@@ -348,22 +381,19 @@ class Room:
         await self.media.close()
 
     # -- views -------------------------------------------------------------
-    def stage_view(self, viewer: str) -> dict[str, Any]:
+    def stage_view(self, viewer: str) -> StageView:
         on_stage = [m for m in self.stage.members() if m.on_stage]
-        view: dict[str, Any] = {
+        me = self.stage.member(viewer)
+        view: StageView = {
             "speakers": [
                 {**person_info(m.identity, m.role, m.joined_at), "muted": m.muted} for m in on_stage
-            ]
+            ],
+            # Your own raised hand and pending invitation: a listener's UI needs them after
+            # a page reload as much as a moderator's needs the queue.
+            "you": {"hand_raised": viewer in self.stage.hand_queue(), "invited_by": me.invited_by},
         }
         if self.role(viewer) in _MODERATORS:
             view["hand_queue"] = self.stage.hand_queue()
-        me = self.stage.member(viewer)
-        # Your own raised hand and pending invitation: a listener's UI needs them after
-        # a page reload as much as a moderator's needs the queue.
-        view["you"] = {
-            "hand_raised": viewer in self.stage.hand_queue(),
-            "invited_by": me.invited_by,
-        }
         return view
 
     def dump(self) -> dict[str, Any]:
@@ -381,13 +411,13 @@ def recording_name(room: str, at: float) -> str:
     return f"{safe}-{stamp}-{secrets.token_hex(3)}.ogg"
 
 
-def delta_info(delta: AttendeeDelta) -> dict[str, Any]:
+def delta_info(delta: AttendeeDelta) -> AttendeesDelta:
     return {
         "version": delta.version,
         "joined": [attendee_info(a) for a in delta.joined],
         "left": list(delta.left),
         "updated": [attendee_info(a) for a in delta.updated],
-        "counts": {str(role): n for role, n in delta.counts.items()},
+        "counts": counts(delta.counts),
         "total": delta.total,
     }
 

@@ -9,8 +9,9 @@ state (409). Every error is ``{"error": {"code", "message"[, "field"]}}``.
 Changes go through the same Stage requests and ``Room.apply`` as a moderator's
 WebSocket requests (``Stage.server_*``), so clients, media and webhooks see an
 API call exactly as they see the moderator action; the only difference is
-``by: ""``, the platform. ``signaling.wire.openapi`` describes all of this and is
-served at ``/openapi.json``; keep the two in step (the tests hold them to it).
+``by: ""``, the platform. Bodies and queries are parsed into the models of
+``signaling.wire.rest``, where every limit lives; ``signaling.wire.openapi``, served at
+``/openapi.json``, is generated from the same models (the tests hold responses to it).
 """
 
 from __future__ import annotations
@@ -20,44 +21,49 @@ import base64
 import binascii
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from sfu.mixer import MediaMode
 from signaling.room.participant import identity_of
-from signaling.room.roles import Role
 from signaling.room.settings import RoomSettings
 from signaling.room.stage import Member, StageEvent
 from signaling.server.context import ServerContext
 from signaling.server.views import attendance_info, participant_view, room_view
 from signaling.wire.errors import PodiumError
+from signaling.wire.messages import ServerMessage
 from signaling.wire.openapi import spec
-from signaling.wire.tokens import MAX_IDENTITY_LENGTH, AccessToken, AdminGrant, verify_admin_token
+from signaling.wire.rest import (
+    DEFAULT_EMPTY_TIMEOUT,
+    Attendance,
+    B,
+    CreateRoom,
+    ErrorBody,
+    ErrorDetail,
+    FieldError,
+    ListParticipants,
+    ListRooms,
+    MessageResult,
+    ParticipantList,
+    Q,
+    RemoveParticipant,
+    RoomList,
+    SendMessage,
+    UpdateParticipant,
+    parse_body,
+    parse_query,
+)
+from signaling.wire.tokens import AccessToken, AdminGrant, verify_admin_token
 
 if TYPE_CHECKING:
     from signaling.room.room import Room
 
 logger = logging.getLogger(__name__)
 
-MAX_NAME_LENGTH = 128
-NAME_PATTERN = re.compile(r"[^/\x00-\x1f\x7f]+")
-MAX_METADATA_BYTES = 16 * 1024
-MAX_METADATA_KEYS = 64
-MAX_TEXT_LENGTH = 2000
-MAX_REASON_LENGTH = 200
-MAX_PAGE_SIZE = 100
-MEDIA_MODES = tuple(MediaMode)
-LIMITS = {
-    "max_participants": (1, 100_000),
-    "max_speakers": (1, 100),
-    "empty_timeout": (1.0, 7 * 24 * 3600.0),
-}
-DEFAULT_EMPTY_TIMEOUT = 300.0
 ENDING_WAIT = 5.0  # how long a create waits for an ended room of that name to close
 
 # Stage refusals, as HTTP.
@@ -88,14 +94,15 @@ def error_response(
     field: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
-    error = {"code": code, "message": message}
+    error: ErrorDetail = {"code": code, "message": message}
     if field is not None:
         error["field"] = field
-    return web.json_response({"error": error}, status=status, headers=headers)
+    body: ErrorBody = {"error": error}
+    return web.json_response(body, status=status, headers=headers)
 
 
-def _bad(field: str, message: str) -> NoReturn:
-    raise ApiError(400, "invalid_request", f"{field}: {message}", field)
+def _bad(error: FieldError) -> ApiError:
+    return ApiError(400, "invalid_request", error.message, error.field)
 
 
 def _is_api(path: str) -> bool:
@@ -124,102 +131,19 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(500, "internal_error", "the server failed to handle this request")
 
 
-class _Body:
-    """A JSON object body, checked field by field; every refusal names its field."""
-
-    def __init__(self, data: Any, allowed: tuple[str, ...]) -> None:
-        if not isinstance(data, dict):
-            _bad("body", "must be a JSON object")
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            _bad(unknown[0], "unknown field")
-        self.data: dict[str, Any] = data
-
-    def string(self, name: str, *, max_length: int, required: bool = False) -> str | None:
-        value = self._get(name, required)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            _bad(name, "must be a string")
-        if not 0 < len(value) <= max_length:
-            _bad(name, f"must be 1 to {max_length} characters")
-        return value
-
-    def name(self, name: str, *, required: bool = False) -> str | None:
-        value = self.string(name, max_length=MAX_NAME_LENGTH, required=required)
-        if value is not None and not NAME_PATTERN.fullmatch(value):
-            _bad(name, "must not contain '/' or control characters")
-        return value
-
-    def number(self, name: str, low: float, high: float, *, integer: bool = False) -> float | None:
-        value = self._get(name, False)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            _bad(name, "must be a number")
-        if integer and not (isinstance(value, int) or value.is_integer()):
-            _bad(name, "must be an integer")
-        if not low <= value <= high:
-            _bad(name, f"must be between {low:g} and {high:g}")
-        return value
-
-    def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
-        value = self._get(name, False)
-        if value is None:
-            return None
-        if not isinstance(value, str) or value not in choices:
-            _bad(name, f"must be one of {', '.join(choices)}")
-        return value
-
-    def obj(self, name: str) -> dict[str, Any] | None:
-        value = self._get(name, False)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            _bad(name, "must be a JSON object")
-        if len(value) > MAX_METADATA_KEYS:
-            _bad(name, f"must have at most {MAX_METADATA_KEYS} properties")
-        if len(json.dumps(value)) > MAX_METADATA_BYTES:
-            _bad(name, f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
-        return value
-
-    def _get(self, name: str, required: bool) -> Any:
-        if name not in self.data:
-            if required:
-                _bad(name, "is required")
-            return None
-        value = self.data[name]
-        if value is None:
-            _bad(name, "must not be null (leave it out instead)")
-        return value
-
-
-def _no_constants(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
-
-
-async def _read_body(request: web.Request, allowed: tuple[str, ...]) -> _Body:
+async def _read_body(request: web.Request, model: type[B]) -> B:
     raw = await request.read()  # over client_max_size: 413
-    if not raw.strip():
-        _bad("body", "is required: a JSON object")
     try:
-        data = json.loads(raw, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:
-        _bad("body", f"not valid JSON ({exc})")
-    return _Body(data, allowed)
+        return parse_body(model, raw)
+    except FieldError as error:
+        raise _bad(error) from error
 
 
-def _query_int(request: web.Request, name: str, low: int, high: int, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
+def _read_query(request: web.Request, model: type[Q]) -> Q:
     try:
-        value = int(raw)
-    except ValueError:
-        _bad(name, "must be an integer")
-    if not low <= value <= high:
-        _bad(name, f"must be between {low} and {high}")
-    return value
+        return parse_query(model, request.query)
+    except FieldError as error:
+        raise _bad(error) from error
 
 
 def _encode_cursor(key: tuple[float, str]) -> str:
@@ -234,8 +158,9 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
             raise ValueError
         if not isinstance(identity, str):
             raise ValueError
-    except (ValueError, TypeError, binascii.Error, RecursionError):
-        _bad("cursor", "malformed; pass back a next_cursor unchanged")
+    except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
+        malformed = FieldError("cursor", "malformed; pass back a next_cursor unchanged")
+        raise _bad(malformed) from exc
     return float(joined_at), identity
 
 
@@ -312,9 +237,9 @@ class ServerApi:
         allowed = self._query.get((request.method, template), set())
         for name in request.query:
             if name not in allowed:
-                _bad(name, "unknown query parameter")
+                raise _bad(FieldError(name, "unknown query parameter"))
             if len(request.query.getall(name)) > 1:
-                _bad(name, "given more than once")
+                raise _bad(FieldError(name, "given more than once"))
 
     async def _until_released(self, room: Room, timeout: float = ENDING_WAIT) -> None:
         deadline = time.monotonic() + timeout
@@ -350,33 +275,29 @@ class ServerApi:
 
     async def _create_room(self, request: web.Request) -> web.Response:
         grant = self._authenticate(request)
-        body = await _read_body(
-            request,
-            ("name", "max_participants", "max_speakers", "media_mode", "empty_timeout", "metadata"),
-        )
-        name = body.name("name", required=True)
-        assert name is not None
+        raw = await request.read()  # over client_max_size: 413
+        try:
+            body = parse_body(CreateRoom, raw)
+        except FieldError as error:
+            # A bad field after a good name: out of the token's scope answers 403 first.
+            if error.body is not None and error.field in CreateRoom.model_fields.keys() - {"name"}:
+                self._authorize(request, error.body["name"], grant)
+            raise _bad(error) from error
+        name = body.name
         self._authorize(request, name, grant)  # (no query parameters: any is refused)
         defaults = self.server.config.room
-        max_participants = body.number(
-            "max_participants", *LIMITS["max_participants"], integer=True
-        )
-        max_speakers = body.number("max_speakers", *LIMITS["max_speakers"], integer=True)
-        media_mode = body.choice("media_mode", MEDIA_MODES)
-        empty_timeout = body.number("empty_timeout", *LIMITS["empty_timeout"])
-        metadata = body.obj("metadata")
         stage = replace(
             defaults.stage,
-            max_participants=int(max_participants or defaults.stage.max_participants),
-            max_on_stage=int(max_speakers or defaults.stage.max_on_stage),
+            max_participants=body.max_participants or defaults.stage.max_participants,
+            max_on_stage=body.max_speakers or defaults.stage.max_on_stage,
         )
         settings = RoomSettings(
             stage=stage,
             chat=defaults.chat,
             attendees=defaults.attendees,
-            empty_timeout=float(empty_timeout or DEFAULT_EMPTY_TIMEOUT),
-            media_mode=media_mode or "forward",
-            metadata=metadata or {},
+            empty_timeout=body.empty_timeout or DEFAULT_EMPTY_TIMEOUT,
+            media_mode=str(body.media_mode or MediaMode.FORWARD),
+            metadata=body.metadata or {},
         )
         existing = self.server.rooms.get(name)
         if existing is not None and existing.stage.ended:
@@ -396,22 +317,19 @@ class ServerApi:
     async def _list_rooms(self, request: web.Request) -> web.Response:
         grant = self._authenticate(request)
         self._check_query(request)
-        limit = _query_int(request, "limit", 1, MAX_PAGE_SIZE, 50)
-        after = request.query.get("cursor")
-        if after == "":
-            _bad("cursor", "must not be empty (leave it out for the first page)")
+        query = _read_query(request, ListRooms)
+        limit, after = query.limit, query.cursor
         names = sorted(
             name
             for name, room in self.server.rooms.items()
             if grant.allows(name) and not room.stage.ended and (after is None or name > after)
         )
         page = names[:limit]
-        return web.json_response(
-            {
-                "rooms": [room_view(self.server.rooms[name]) for name in page],
-                "next_cursor": page[-1] if len(names) > limit else None,
-            }
-        )
+        listing: RoomList = {
+            "rooms": [room_view(self.server.rooms[name]) for name in page],
+            "next_cursor": page[-1] if len(names) > limit else None,
+        }
+        return web.json_response(listing)
 
     async def _get_room(self, request: web.Request) -> web.Response:
         self._authorize(request, request.match_info["room"])
@@ -430,7 +348,8 @@ class ServerApi:
         self._authorize(request, request.match_info["room"])
         room = self._room(request.match_info["room"])
         records = [attendance_info(r) for r in room.stage.attendance()]
-        return web.json_response({"room": room.name, "records": records})
+        attendance: Attendance = {"room": room.name, "records": records}
+        return web.json_response(attendance)
 
     async def _start_recording(self, request: web.Request) -> web.Response:
         self._authorize(request, request.match_info["room"])
@@ -452,14 +371,15 @@ class ServerApi:
 
     async def _send_message(self, request: web.Request) -> web.Response:
         self._authorize(request, request.match_info["room"])
-        body = await _read_body(request, ("text", "data", "to"))
-        text = body.string("text", max_length=MAX_TEXT_LENGTH)
-        data = body.obj("data")
-        to = body.string("to", max_length=MAX_IDENTITY_LENGTH)
-        if text is None and data is None:
-            _bad("text", "give text, data or both")
+        body = await _read_body(request, SendMessage)
+        to = body.to
         room = self._room(request.match_info["room"])
-        message = {"text": text, "data": data, "at": time.time(), "private": to is not None}
+        message: ServerMessage = {
+            "text": body.text,
+            "data": body.data,
+            "at": time.time(),
+            "private": to is not None,
+        }
         if to is None:
             recipients = len(room.participants)
             room.broadcast("server_message", message)
@@ -468,18 +388,15 @@ class ServerApi:
                 raise ApiError(404, "participant_not_found", f"{to!r} is not in room {room.name!r}")
             recipients = 1
             room.send(to, "server_message", message)
-        return web.json_response({"recipients": recipients})
+        result: MessageResult = {"recipients": recipients}
+        return web.json_response(result)
 
     # -- participants -------------------------------------------------------
     async def _list_participants(self, request: web.Request) -> web.Response:
         self._authorize(request, request.match_info["room"])
-        role_name = request.query.get("role")
-        if role_name is not None and role_name not in tuple(Role):
-            _bad("role", f"must be one of {', '.join(Role)}")
-        role = Role(role_name) if role_name is not None else None
-        limit = _query_int(request, "limit", 1, MAX_PAGE_SIZE, 50)
-        cursor = request.query.get("cursor")
-        after = _decode_cursor(cursor) if cursor is not None else None
+        query = _read_query(request, ListParticipants)
+        role, limit = query.role, query.limit
+        after = _decode_cursor(query.cursor) if query.cursor is not None else None
         room = self._room(request.match_info["room"])
         matching = sorted(
             (m for m in room.stage.members() if role is None or m.role is role),
@@ -488,15 +405,14 @@ class ServerApi:
         rest = matching if after is None else [m for m in matching if (m.joined_at, m.id) > after]
         page = rest[:limit]
         hands = set(room.stage.hand_queue())
-        return web.json_response(
-            {
-                "participants": [participant_view(room, m, hands) for m in page],
-                "next_cursor": (
-                    _encode_cursor((page[-1].joined_at, page[-1].id)) if len(rest) > limit else None
-                ),
-                "total": len(matching),
-            }
-        )
+        listing: ParticipantList = {
+            "participants": [participant_view(room, m, hands) for m in page],
+            "next_cursor": (
+                _encode_cursor((page[-1].joined_at, page[-1].id)) if len(rest) > limit else None
+            ),
+            "total": len(matching),
+        }
+        return web.json_response(listing)
 
     async def _get_participant(self, request: web.Request) -> web.Response:
         self._authorize(request, request.match_info["room"])
@@ -505,14 +421,11 @@ class ServerApi:
 
     async def _update_participant(self, request: web.Request) -> web.Response:
         self._authorize(request, request.match_info["room"])
-        body = await _read_body(request, ("role", "name", "metadata"))
-        role_name = body.choice("role", tuple(Role))
-        name = body.string("name", max_length=MAX_NAME_LENGTH)
-        metadata = body.obj("metadata")
+        body = await _read_body(request, UpdateParticipant)
+        role, name, metadata = body.role, body.name, body.metadata
         room, member = self._target(request)
         now = time.time()
-        if role_name is not None and Role(role_name) is not member.role:
-            role = Role(role_name)
+        if role is not None and role is not member.role:
             room.apply(_stage_call(lambda: room.stage.server_set_role(member.id, role, now)), now)
         if name is not None or metadata is not None:
             current = room.stage.member(member.id)
@@ -540,20 +453,12 @@ class ServerApi:
 
     async def _remove_participant(self, request: web.Request) -> web.Response:
         self._authorize(request, request.match_info["room"])
-        ban_text = request.query.get("ban", "false")
-        if ban_text not in ("true", "false"):
-            _bad("ban", "must be true or false")
-        reason = request.query.get("reason", "")
-        if "reason" in request.query and not 0 < len(reason) <= MAX_REASON_LENGTH:
-            _bad("reason", f"must be 1 to {MAX_REASON_LENGTH} characters")
+        query = _read_query(request, RemoveParticipant)
+        ban, reason = query.ban, query.reason or ""
         room, member = self._target(request)
         now = time.time()
         room.apply(
-            _stage_call(
-                lambda: room.stage.server_remove(
-                    member.id, now, ban=ban_text == "true", reason=reason
-                )
-            ),
+            _stage_call(lambda: room.stage.server_remove(member.id, now, ban=ban, reason=reason)),
             now,
         )
         return web.Response(status=204)

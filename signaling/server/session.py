@@ -12,25 +12,49 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from sfu.mixer import MediaMode
 from signaling.room.participant import Participant, person_info
-from signaling.room.roles import Action, Role
-from signaling.room.room import message_info
+from signaling.room.roles import Action
+from signaling.room.room import message_info, reaction_info
 from signaling.room.stage import Stage, StageEvent
 from signaling.server.context import ServerContext
 from signaling.server.views import attendance_info, page_info
 from signaling.wire.errors import ErrorCode, PodiumError
+from signaling.wire.messages import (
+    PROTOCOL_VERSION,
+    REQUESTS,
+    AttendanceResponse,
+    AttendeePage,
+    Empty,
+    GetAttendees,
+    Join,
+    JoinResponse,
+    MediaModeInfo,
+    NoFields,
+    Offer,
+    OfferResponse,
+    PingResponse,
+    PinMessage,
+    React,
+    RecordingFinished,
+    RecordingStarted,
+    Remove,
+    RequiredTarget,
+    SendChat,
+    SendChatResponse,
+    SetMediaMode,
+    StageView,
+    Target,
+    parse_data,
+)
 from signaling.wire.protocol import (
     Request,
     encode_error,
     encode_event,
     encode_response,
-    field,
     parse_request,
 )
 from signaling.wire.tokens import verify_token
@@ -40,7 +64,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[["Session", Request], Awaitable[Mapping[str, Any]]]
+Handler = Callable[["Session", Any], Awaitable[Mapping[str, Any]]]
+"""Takes the request's data as its ``messages.REQUESTS`` model."""
 _CLOSE = object()  # outbox sentinel
 
 
@@ -131,7 +156,9 @@ class Session:
         try:
             request = parse_request(raw, HANDLER_TYPES, self.server.config.max_message_bytes)
             self.server.hooks.request_started(self, request.type)
-            result = await HANDLERS[request.type](self, request)
+            precondition, handler = HANDLERS[request.type]
+            precondition(self)
+            result = await handler(self, parse_data(REQUESTS[request.type], request.data))
             self.server.hooks.request_done(self, request.type)
             self.send(encode_response(request.id, result))
             if self.leaving:  # reply first, then release everything
@@ -157,15 +184,17 @@ class Session:
         return self.room, self.participant
 
 
-async def _join(session: Session, request: Request) -> Mapping[str, Any]:
+def _not_joined(session: Session) -> None:
     if session.participant is not None:
         raise PodiumError(ErrorCode.ALREADY_JOINED, "this session already joined a room")
+
+
+async def _join(session: Session, request: Join) -> JoinResponse:
     server = session.server
-    token = verify_token(field(request.data, "token", str), server.config.api_keys)
-    room_name = field(request.data, "room", str, required=False)
-    if room_name is not None and room_name != token.room:
+    token = verify_token(request.token, server.config.api_keys)
+    if request.room is not None and request.room != token.room:
         raise PodiumError(
-            ErrorCode.ROOM_MISMATCH, f"token is for room {token.room!r}, not {room_name!r}"
+            ErrorCode.ROOM_MISMATCH, f"token is for room {token.room!r}, not {request.room!r}"
         )
     room = server.room(token.room)
     try:
@@ -177,6 +206,7 @@ async def _join(session: Session, request: Request) -> Mapping[str, Any]:
     page = room.attendees.page(limit=50)
     now = time.time()
     return {
+        "protocol": PROTOCOL_VERSION,
         "participant": {
             **person_info(participant.identity, token.role, now),
             "metadata": dict(participant.metadata),
@@ -193,46 +223,43 @@ async def _join(session: Session, request: Request) -> Mapping[str, Any]:
     }
 
 
-async def _offer(session: Session, request: Request) -> Mapping[str, Any]:
+async def _offer(session: Session, request: Offer) -> OfferResponse:
     room, participant = session.require_joined()
-    sdp = field(request.data, "sdp", str)
-    return {"sdp": await room.connect_media(participant.id, sdp)}
+    return {"sdp": await room.connect_media(participant.id, request.sdp)}
 
 
-async def _leave(session: Session, request: Request) -> Mapping[str, Any]:
-    session.require_joined()
+async def _leave(session: Session, request: NoFields) -> Empty:
     session.leaving = True
     return {}
 
 
-async def _ping(session: Session, request: Request) -> Mapping[str, Any]:
+async def _ping(session: Session, request: NoFields) -> PingResponse:
     return {"time": time.time()}
 
 
 # -- stage ------------------------------------------------------------------
 # Each takes (stage, actor, target, now); ``target`` defaults to the actor.
 StageCall = Callable[[Stage, str, str, float], StageEvent]
-STAGE_REQUESTS: dict[str, tuple[StageCall, bool]] = {
-    # name: (call, needs an explicit "participant")
-    "raise_hand": (lambda st, me, _, now: st.raise_hand(me, now), False),
-    "lower_hand": (lambda st, me, who, now: st.lower_hand(me, who, now), False),
-    "invite_to_stage": (lambda st, me, who, now: st.invite_to_stage(me, who, now), True),
-    "cancel_invite": (lambda st, me, who, now: st.cancel_invite(me, who, now), True),
-    "accept_invite": (lambda st, me, _, now: st.accept_invite(me, now), False),
-    "decline_invite": (lambda st, me, _, now: st.decline_invite(me, now), False),
-    "move_to_audience": (lambda st, me, who, now: st.move_to_audience(me, who, now), False),
-    "promote": (lambda st, me, who, now: st.promote(me, who, now), True),
-    "demote": (lambda st, me, who, now: st.demote(me, who, now), True),
-    "mute": (lambda st, me, who, now: st.mute(me, who, now), False),
-    "unmute": (lambda st, me, who, now: st.unmute(me, who, now), False),
-    "end_room": (lambda st, me, _, now: st.end_room(me, now), False),
+STAGE_REQUESTS: dict[str, StageCall] = {
+    "raise_hand": lambda st, me, _, now: st.raise_hand(me, now),
+    "lower_hand": lambda st, me, who, now: st.lower_hand(me, who, now),
+    "invite_to_stage": lambda st, me, who, now: st.invite_to_stage(me, who, now),
+    "cancel_invite": lambda st, me, who, now: st.cancel_invite(me, who, now),
+    "accept_invite": lambda st, me, _, now: st.accept_invite(me, now),
+    "decline_invite": lambda st, me, _, now: st.decline_invite(me, now),
+    "move_to_audience": lambda st, me, who, now: st.move_to_audience(me, who, now),
+    "promote": lambda st, me, who, now: st.promote(me, who, now),
+    "demote": lambda st, me, who, now: st.demote(me, who, now),
+    "mute": lambda st, me, who, now: st.mute(me, who, now),
+    "unmute": lambda st, me, who, now: st.unmute(me, who, now),
+    "end_room": lambda st, me, _, now: st.end_room(me, now),
 }
 
 
-def _stage_handler(call: StageCall, needs_target: bool) -> Handler:
-    async def handle(session: Session, request: Request) -> Mapping[str, Any]:
+def _stage_handler(call: StageCall) -> Callable[[Session, Any], Awaitable[Empty]]:
+    async def handle(session: Session, request: Target | RequiredTarget) -> Empty:
         room, participant = session.require_joined()
-        target = field(request.data, "participant", str, required=needs_target) or participant.id
+        target = getattr(request, "participant", None) or participant.id
         now = time.time()
         room.apply(call(room.stage, participant.id, target, now), now)
         return {}
@@ -240,113 +267,112 @@ def _stage_handler(call: StageCall, needs_target: bool) -> Handler:
     return handle
 
 
-async def _remove(session: Session, request: Request) -> Mapping[str, Any]:
+async def _remove(session: Session, request: Remove) -> Empty:
     room, participant = session.require_joined()
-    target = field(request.data, "participant", str)
-    ban = field(request.data, "ban", bool, required=False) or False
-    reason = field(request.data, "reason", str, required=False) or ""
+    reason = (request.reason or "")[:200]
     now = time.time()
-    room.apply(room.stage.remove(participant.id, target, now, ban=ban, reason=reason[:200]), now)
+    ban = bool(request.ban)
+    room.apply(
+        room.stage.remove(participant.id, request.participant, now, ban=ban, reason=reason), now
+    )
     return {}
 
 
-async def _get_stage(session: Session, request: Request) -> Mapping[str, Any]:
+async def _get_stage(session: Session, request: NoFields) -> StageView:
     room, participant = session.require_joined()
     return room.stage_view(participant.id)
 
 
-async def _get_attendees(session: Session, request: Request) -> Mapping[str, Any]:
+async def _get_attendees(session: Session, request: GetAttendees) -> AttendeePage:
     room, _ = session.require_joined()
-    role = field(request.data, "role", str, required=False)
-    try:
-        role_filter = Role(role) if role is not None else None
-    except ValueError as exc:
-        raise PodiumError(ErrorCode.INVALID_REQUEST, f"unknown role {role!r}") from exc
-    limit = field(request.data, "limit", int, required=False)
     page = room.attendees.page(
-        cursor=field(request.data, "cursor", str, required=False),
-        limit=50 if limit is None else limit,
-        role=role_filter,
+        cursor=request.cursor,
+        limit=50 if request.limit is None else request.limit,
+        role=request.role,
     )
     return page_info(page)
 
 
-async def _get_attendance(session: Session, request: Request) -> Mapping[str, Any]:
+async def _get_attendance(session: Session, request: NoFields) -> AttendanceResponse:
     room, participant = session.require_joined()
     room.stage.authorize(participant.id, Action.VIEW_ATTENDANCE)
     return {"records": [attendance_info(r) for r in room.stage.attendance()]}
 
 
 # -- chat -------------------------------------------------------------------
-async def _send_chat(session: Session, request: Request) -> Mapping[str, Any]:
+async def _send_chat(session: Session, request: SendChat) -> SendChatResponse:
     room, participant = session.require_joined()
-    text = field(request.data, "text", str)
-    message = room.chat.send(participant.id, room.role(participant.id), text, time.time())
+    message = room.chat.send(participant.id, room.role(participant.id), request.text, time.time())
     room.broadcast("chat", message_info(message))
     return {"message": message_info(message)}
 
 
-async def _react(session: Session, request: Request) -> Mapping[str, Any]:
+async def _react(session: Session, request: React) -> Empty:
     room, participant = session.require_joined()
-    emoji = field(request.data, "emoji", str)
-    message_id = field(request.data, "message_id", int, required=False)
     reaction = room.chat.react(
-        participant.id, room.role(participant.id), emoji, time.time(), message_id
+        participant.id, room.role(participant.id), request.emoji, time.time(), request.message_id
     )
-    room.broadcast("reaction", asdict(reaction))
+    room.broadcast("reaction", reaction_info(reaction))
     return {}
 
 
-async def _pin_message(session: Session, request: Request) -> Mapping[str, Any]:
+async def _pin_message(session: Session, request: PinMessage) -> Empty:
     room, participant = session.require_joined()
-    message_id = field(request.data, "message_id", int, required=False)
     role, now = room.role(participant.id), time.time()
-    if message_id is None:
+    if request.message_id is None:
         change = room.chat.unpin(participant.id, role, now)
     else:
-        change = room.chat.pin(participant.id, role, message_id, now)
+        change = room.chat.pin(participant.id, role, request.message_id, now)
     pinned = message_info(change.message) if change.message else None
     room.broadcast("pinned", {"message": pinned, "by": change.by})
     return {}
 
 
 # -- media mode and recording ------------------------------------------------
-async def _set_media_mode(session: Session, request: Request) -> Mapping[str, Any]:
+async def _set_media_mode(session: Session, request: SetMediaMode) -> MediaModeInfo:
     room, participant = session.require_joined()
-    name = field(request.data, "mode", str)
-    if name not in tuple(MediaMode):
-        raise PodiumError(ErrorCode.INVALID_REQUEST, f"mode must be one of {', '.join(MediaMode)}")
     room.stage.authorize(participant.id, Action.SET_MEDIA_MODE)
-    return room.set_media_mode(MediaMode(name))
+    return room.set_media_mode(request.mode)
 
 
-async def _start_recording(session: Session, request: Request) -> Mapping[str, Any]:
+async def _start_recording(session: Session, request: NoFields) -> RecordingStarted:
     room, participant = session.require_joined()
     room.stage.authorize(participant.id, Action.RECORD)
     return room.start_recording(participant.id)
 
 
-async def _stop_recording(session: Session, request: Request) -> Mapping[str, Any]:
+async def _stop_recording(session: Session, request: NoFields) -> RecordingFinished:
     room, participant = session.require_joined()
     room.stage.authorize(participant.id, Action.RECORD)
     return room.stop_recording(participant.id)
 
 
-HANDLERS: dict[str, Handler] = {
-    "join": _join,
-    "offer": _offer,
-    "leave": _leave,
-    "ping": _ping,
-    **{name: _stage_handler(call, needs) for name, (call, needs) in STAGE_REQUESTS.items()},
-    "remove": _remove,
-    "get_stage": _get_stage,
-    "get_attendees": _get_attendees,
-    "get_attendance": _get_attendance,
-    "send_chat": _send_chat,
-    "react": _react,
-    "pin_message": _pin_message,
-    "set_media_mode": _set_media_mode,
-    "start_recording": _start_recording,
-    "stop_recording": _stop_recording,
+def _joined(session: Session) -> None:
+    session.require_joined()
+
+
+def _anyone(session: Session) -> None:
+    """``ping``: allowed before ``join``."""
+
+
+# request type -> (what must hold before its fields are read, handler); the model of
+# its data is messages.REQUESTS[type].
+HANDLERS: dict[str, tuple[Callable[[Session], None], Handler]] = {
+    "join": (_not_joined, _join),
+    "offer": (_joined, _offer),
+    "leave": (_joined, _leave),
+    "ping": (_anyone, _ping),
+    **{name: (_joined, _stage_handler(call)) for name, call in STAGE_REQUESTS.items()},
+    "remove": (_joined, _remove),
+    "get_stage": (_joined, _get_stage),
+    "get_attendees": (_joined, _get_attendees),
+    "get_attendance": (_joined, _get_attendance),
+    "send_chat": (_joined, _send_chat),
+    "react": (_joined, _react),
+    "pin_message": (_joined, _pin_message),
+    "set_media_mode": (_joined, _set_media_mode),
+    "start_recording": (_joined, _start_recording),
+    "stop_recording": (_joined, _stop_recording),
 }
 HANDLER_TYPES = frozenset(HANDLERS)
+assert frozenset(REQUESTS) == HANDLER_TYPES, "every request has a model and a handler"

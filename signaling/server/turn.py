@@ -23,7 +23,8 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from signaling.wire.messages import IceServer as IceServerInfo
 
 DEFAULT_CREDENTIAL_TTL = 24 * 3600.0
 
@@ -62,13 +63,13 @@ class IceServer:
         if not needs_credentials and (static or self.secret is not None):
             raise ValueError("TURN credentials were given without a turn: or turns: URL")
 
-    def to_dict(self, identity: str, now: float) -> dict[str, Any]:
+    def to_dict(self, identity: str, now: float) -> IceServerInfo:
         """What one joining client gets (an ``RTCIceServer``): its own credential if minted."""
-        data: dict[str, Any] = {"urls": list(self.urls)}
+        data: IceServerInfo = {"urls": list(self.urls)}
         username, credential = self.username, self.credential
         if self.secret is not None:
             username, credential = rest_credential(self.secret, identity, now + self.credential_ttl)
-        if username is not None:
+        if username is not None and credential is not None:
             data["username"] = username
             data["credential"] = credential
         return data

@@ -30,25 +30,22 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 
 from signaling.room.room import RoomObserver
-from signaling.room.stage import (
-    HandLowered,
-    HandRaised,
-    Joined,
-    Muted,
-    ProfileChanged,
-    Removed,
-    RoleChanged,
-    RoomEnded,
-    StageEvent,
-)
+from signaling.room.stage import Joined, ProfileChanged, RoomEnded, StageEvent
 from signaling.server.config import ServerConfig, WebhookConfig
 from signaling.server.views import attendance_info, participant_view, settings_view
-from signaling.wire.openapi import WEBHOOKS
+from signaling.wire.messages import stage_event_message
+from signaling.wire.rest import (
+    WEBHOOKS,
+    ParticipantInfo,
+    ParticipantLeft,
+    RoomFinished,
+    RoomStarted,
+)
 from signaling.wire.webhook_verify import CONTENT_TYPE, sign_webhook
 
 if TYPE_CHECKING:
@@ -57,7 +54,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EVENTS = tuple(WEBHOOKS)  # described, one by one, in signaling.wire.openapi
+EVENTS = tuple(WEBHOOKS)  # typed, one by one, in signaling.wire.rest
+STAGE_WEBHOOKS = {
+    "role_changed": "participant_role_changed",
+    "muted": "participant_muted",
+    "participant_removed": "participant_removed",
+    "hand_raised": "hand_raised",
+    "hand_lowered": "hand_lowered",
+}
+"""The stage events a backend is told of: WebSocket event name -> webhook name; the data
+is the WebSocket event's (``stage_event_message``)."""
 
 
 @dataclass(frozen=True)
@@ -352,67 +358,49 @@ class Webhooks(RoomObserver):
         return event
 
     def room_started(self, room: Room) -> None:
-        self.emit(
-            room,
-            "room_started",
-            {
-                "created_at": room.created_at,
-                "settings": settings_view(room.settings),
-                "metadata": dict(room.settings.metadata),
-            },
-        )
+        started: RoomStarted = {
+            "created_at": room.created_at,
+            "settings": settings_view(room.settings),
+            "metadata": dict(room.settings.metadata),
+        }
+        self.emit(room, "room_started", started)
 
     def stage_event(self, room: Room, event: StageEvent, now: float) -> None:
         if not self.queues:
             return
         match event:
-            case Joined(participant=pid):
+            case Joined(participant=pid) | ProfileChanged(participant=pid):
                 member = room.stage.member(pid)
                 view = participant_view(room, member, room.stage.hand_queue())
-                self.emit(room, "participant_joined", {"participant": view})
-            case RoleChanged(participant=pid, old=old, new=new, by=by):
-                self.emit(
-                    room,
-                    "participant_role_changed",
-                    {"participant": pid, "old": str(old), "new": str(new), "by": by},
-                )
-            case Muted(participant=pid, by=by, muted=muted):
-                self.emit(room, "participant_muted", {"participant": pid, "by": by, "muted": muted})
-            case Removed(participant=pid, by=by, banned=banned, reason=reason):
-                data = {"participant": pid, "by": by, "banned": banned, "reason": reason}
-                self.emit(room, "participant_removed", data)
-            case ProfileChanged(participant=pid):
-                member = room.stage.member(pid)
-                view = participant_view(room, member, room.stage.hand_queue())
-                self.emit(room, "participant_updated", {"participant": view})
-            case HandRaised(participant=pid, at=at):
-                self.emit(room, "hand_raised", {"participant": pid, "at": at})
-            case HandLowered(participant=pid, by=by):
-                self.emit(room, "hand_lowered", {"participant": pid, "by": by})
+                name = "participant_joined" if isinstance(event, Joined) else "participant_updated"
+                info: ParticipantInfo = {"participant": view}
+                self.emit(room, name, info)
             case RoomEnded(by=by):
                 self._ended_by[room.sid] = by
+            case _:
+                message = stage_event_message(event)
+                if message is not None and message[0] in STAGE_WEBHOOKS:
+                    self.emit(room, STAGE_WEBHOOKS[message[0]], message[1])
 
     def participant_left(self, room: Room, participant: Participant, reason: str) -> None:
-        self.emit(room, "participant_left", {"participant": participant.id, "reason": reason})
+        left: ParticipantLeft = {"participant": participant.id, "reason": reason}
+        self.emit(room, "participant_left", left)
 
     def room_finished(self, room: Room, reason: str) -> None:
         if room.sid not in self._seq:  # no URLs, or told twice
             return
         ended_by = self._ended_by.pop(room.sid, None)
+        why: Literal["ended", "empty", "server_shutdown"] = "empty"
         if room.stage.ended:
             why = "ended"
-        else:
-            why = "server_shutdown" if reason == "server_shutdown" else "empty"
-        finished = time.time()
-        self.emit(
-            room,
-            "room_finished",
-            {
-                "reason": why,
-                "ended_by": ended_by,
-                "created_at": room.created_at,
-                "duration": max(0.0, finished - room.created_at),
-                "attendance": [attendance_info(r) for r in room.stage.attendance()],
-            },
-        )
+        elif reason == "server_shutdown":
+            why = "server_shutdown"
+        finished: RoomFinished = {
+            "reason": why,
+            "ended_by": ended_by,
+            "created_at": room.created_at,
+            "duration": max(0.0, time.time() - room.created_at),
+            "attendance": [attendance_info(r) for r in room.stage.attendance()],
+        }
+        self.emit(room, "room_finished", finished)
         self._seq.pop(room.sid, None)

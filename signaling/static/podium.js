@@ -13,6 +13,9 @@
 
 export const VERSION = "0.1.0";
 
+/** The signaling protocol version this SDK speaks (docs/protocol.md, Versioning). */
+export const PROTOCOL_VERSION = 1;
+
 const DEFAULT_TIMEOUT = 10_000; // ms, like the Python client's 10 s
 const STAGE_ROLES = new Set(["host", "moderator", "speaker"]);
 
@@ -173,6 +176,10 @@ export class PodiumClient {
       const join = { token };
       if (options.room != null) join.room = options.room;
       client.joinInfo = await client.request("join", join, { timeout });
+      if (client.joinInfo.protocol !== PROTOCOL_VERSION) {
+        const speaks = `the server speaks protocol ${client.joinInfo.protocol}`;
+        throw new Error(`${speaks}, this client ${PROTOCOL_VERSION}`);
+      }
       client.role = client.joinInfo.participant?.role ?? "listener";
       const me = client.identity;
       const seat = (client.joinInfo.stage?.speakers ?? []).find((s) => s.identity === me);

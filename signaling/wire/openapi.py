@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 description of the server API and its webhooks (``GET /openapi.json``).
 
-Written as data next to the code it describes (``signaling.server.api``, ``signaling.server.views``,
-``signaling.server.webhooks``). Response schemas forbid properties they do not name,
-so the tests, which validate every response and every webhook body against
+The routes are described here; every schema and query parameter is generated from
+the models of ``signaling.wire.rest`` (the same ones ``signaling.server.api``
+validates with), so limits live once. Response schemas forbid properties they do not
+name, so the tests, which validate every response and every webhook body against
 this document, notice a field added in code but not here, and vice versa.
 """
 
@@ -10,38 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sfu.mixer import MediaMode
-from signaling.room.roles import Role
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
+
+from signaling.wire import messages, rest
 
 VERSION = "1.0.0"
-ROLES = [str(r) for r in Role]
-MEDIA_MODES = [str(m) for m in MediaMode]
-NAME = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 128,
-    "pattern": "^[^/\\u0000-\\u001f\\u007f]+$",
-}
-TIMESTAMP = {"type": "number", "description": "seconds since the Unix epoch"}
-METADATA = {
-    "type": "object",
-    "description": "any JSON object, at most 16 KiB serialised",
-    "maxProperties": 64,
-}
+
+_REF = "#/components/schemas/{model}"
 
 
 def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    """A closed object: every property listed is required unless ``required`` says otherwise."""
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties) if required is None else required,
-        "additionalProperties": False,
-    }
+    return {"$ref": _REF.format(model=name)}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -60,285 +41,98 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"$ref": f"#/components/responses/{names[s]}"} for s in statuses}
 
 
-def _param(name: str, where: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+def _path_param(name: str, description: str, example: str) -> dict[str, Any]:
     return {
         "name": name,
-        "in": where,
-        "required": where == "path",
-        "schema": schema,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1},
         "description": description,
+        "example": example,
     }
 
 
-ROOM_PARAM = _param("room", "path", {"type": "string", "minLength": 1}, "room name")
-ROOM_PARAM["example"] = "town-hall"
-IDENTITY_PARAM = _param("identity", "path", {"type": "string", "minLength": 1}, "identity (sub)")
-IDENTITY_PARAM["example"] = "ada"
-LIMIT_PARAM = _param(
-    "limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}, "page size"
-)
-CURSOR_PARAM = _param(
-    "cursor", "query", {"type": "string", "minLength": 1}, "the previous page's next_cursor"
-)
+ROOM_PARAM = _path_param("room", "room name", "town-hall")
+IDENTITY_PARAM = _path_param("identity", "identity (sub)", "ada")
 
-
-VISIT = _obj(
-    {
-        "joined_at": TIMESTAMP,
-        "left_at": {"type": ["number", "null"], "description": "null: still in the room"},
-        "roles": {
-            "type": "array",
-            "items": _obj({"role": {"type": "string", "enum": ROLES}, "since": TIMESTAMP}),
-        },
-    }
-)
-ATTENDANCE = {
-    "type": "array",
-    "items": _obj(
-        {
-            "identity": {"type": "string"},
-            "name": {"type": "string"},
-            "visits": {"type": "array", "items": VISIT},
-        }
-    ),
+# Schema name -> (type, mode): bodies are read ("validation"), responses written.
+_SCHEMAS: dict[str, tuple[Any, JsonSchemaMode]] = {
+    "Error": (rest.ErrorBody, "serialization"),
+    "RoomSettings": (rest.RoomSettings, "serialization"),
+    "Room": (rest.Room, "serialization"),
+    "RoomList": (rest.RoomList, "serialization"),
+    "CreateRoom": (rest.CreateRoom, "validation"),
+    "Participant": (rest.Participant, "serialization"),
+    "ParticipantList": (rest.ParticipantList, "serialization"),
+    "UpdateParticipant": (rest.UpdateParticipant, "validation"),
+    "SendMessage": (rest.SendMessage, "validation"),
+    "MessageResult": (rest.MessageResult, "serialization"),
+    "Attendance": (rest.Attendance, "serialization"),
+    "RecordingStarted": (messages.RecordingStarted, "serialization"),
+    "RecordingFinished": (messages.RecordingFinished, "serialization"),
+    "WebhookEnvelope": (rest.WebhookEnvelope, "serialization"),
+    **{f"data_{name}": (kind, "serialization") for name, (_, kind) in rest.WEBHOOKS.items()},
 }
+
+
+def _tidy(schema: Any) -> Any:
+    """Drop pydantic's generated titles and the ``default: null`` of optional fields (a
+    body refuses null: those fields are simply optional)."""
+    if isinstance(schema, list):
+        return [_tidy(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "properties":
+            out[key] = {name: _tidy(sub) for name, sub in value.items()}
+        elif (key == "title" and isinstance(value, str)) or (key == "default" and value is None):
+            continue
+        else:
+            out[key] = _tidy(value)
+    return out
 
 
 def _schemas() -> dict[str, Any]:
-    # What a create may ask for; rooms made by a join carry the server's defaults,
-    # which need not be within these bounds (``RoomSettings`` describes both).
-    wanted = {
-        "max_participants": {"type": "integer", "minimum": 1, "maximum": 100_000},
-        "max_speakers": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 100,
-            "description": "hosts, moderators and speakers together",
-        },
-        "media_mode": {
-            "type": "string",
-            "enum": MEDIA_MODES,
-            "description": "'forward' (SFU: up to K streams per listener), 'mix' (one mixed "
-            "stream; speakers hear everyone but themselves) or 'auto' (mix while the "
-            "audience or the stage is large)",
-        },
-        "empty_timeout": {
-            "type": "number",
-            "minimum": 1,
-            "maximum": 604800,
-            "default": 300,
-            "description": "seconds an empty room lives on, also before its first join",
-        },
-    }
-    settings = _obj(
-        {
-            "max_participants": {"type": "integer", "minimum": 1},
-            "max_speakers": {"type": "integer", "minimum": 1},
-            "media_mode": {"type": "string", "enum": MEDIA_MODES},
-            "empty_timeout": {"type": "number", "minimum": 0},
+    adapters = [(name, mode, TypeAdapter(kind)) for name, (kind, mode) in _SCHEMAS.items()]
+    top, defs = TypeAdapter.json_schemas(adapters, ref_template=_REF)
+    schemas: dict[str, Any] = _tidy(defs.get("$defs", {}))
+    for (name, _), schema in top.items():  # named as the document has always named them
+        ref = schema.get("$ref", "").rsplit("/", 1)[-1]
+        if ref != name:
+            schemas[name] = schemas[ref] if ref else _tidy(schema)
+    envelope = schemas.pop("WebhookEnvelope")
+    for name, (description, _) in rest.WEBHOOKS.items():
+        properties = {
+            **envelope["properties"],
+            "event": {"const": name},
+            "data": schemas.pop(f"data_{name}"),
         }
-    )
-    participant = _obj(
-        {
-            "identity": {"type": "string"},
-            "name": {"type": "string"},
-            "headline": {"type": "string"},
-            "avatar_url": {"type": "string"},
-            "profile_url": {"type": "string"},
-            "role": {"type": "string", "enum": ROLES},
-            "joined_at": TIMESTAMP,
-            "muted": {"type": "boolean"},
-            "hand_raised": {"type": "boolean"},
-            "invited": {"type": "boolean", "description": "invited to the stage, not answered"},
-            "metadata": {"type": "object"},
-        }
-    )
-    return {
-        "Error": _obj(
-            {
-                "error": _obj(
-                    {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "field": {"type": "string", "description": "the offending field (400)"},
-                    },
-                    required=["code", "message"],
-                )
-            }
-        ),
-        "RoomSettings": settings,
-        "Room": _obj(
-            {
-                "name": {"type": "string"},
-                "sid": {"type": "string", "description": "this incarnation of the name"},
-                "created_at": TIMESTAMP,
-                "num_participants": {"type": "integer", "minimum": 0},
-                "counts": _obj({role: {"type": "integer", "minimum": 0} for role in ROLES}),
-                "settings": _ref("RoomSettings"),
-                "metadata": {"type": "object"},
-            }
-        ),
-        "RoomList": _obj(
-            {
-                "rooms": {"type": "array", "items": _ref("Room")},
-                "next_cursor": {"type": ["string", "null"]},
-            }
-        ),
-        "CreateRoom": _obj(
-            {
-                "name": NAME,
-                **wanted,
-                "metadata": METADATA,
-            },
-            required=["name"],
-        ),
-        "Participant": participant,
-        "ParticipantList": _obj(
-            {
-                "participants": {"type": "array", "items": _ref("Participant")},
-                "next_cursor": {"type": ["string", "null"]},
-                "total": {"type": "integer", "minimum": 0},
-            }
-        ),
-        "UpdateParticipant": _obj(
-            {
-                "role": {"type": "string", "enum": ROLES},
-                "name": {"type": "string", "minLength": 1, "maxLength": 128},
-                "metadata": METADATA,
-            },
-            required=[],
-        ),
-        "SendMessage": {
-            **_obj(
-                {
-                    "text": {"type": "string", "minLength": 1, "maxLength": 2000},
-                    "data": METADATA,
-                    "to": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": 128,
-                        "description": "one participant; the whole room when left out",
-                    },
-                },
-                required=[],
-            ),
-            "anyOf": [{"required": ["text"]}, {"required": ["data"]}],
-        },
-        "MessageResult": _obj({"recipients": {"type": "integer", "minimum": 0}}),
-        "Attendance": _obj({"room": {"type": "string"}, "records": ATTENDANCE}),
-        "RecordingStarted": _obj(
-            {
-                "recording": {"type": "string", "description": "the file's name"},
-                "by": WHO,
-                "at": TIMESTAMP,
-            }
-        ),
-        "RecordingFinished": _obj(
-            {
-                "recording": {"type": "string"},
-                "by": WHO,
-                "duration": {"type": "number", "minimum": 0, "description": "seconds"},
-            }
-        ),
-        **_webhook_schemas(),
-    }
-
-
-WHO = {"type": "string", "description": "an identity; '' means the platform (server API)"}
-WEBHOOKS: dict[str, tuple[str, dict[str, Any]]] = {
-    "room_started": (
-        "A room was created: by the server API or by its first join.",
-        _obj(
-            {
-                "created_at": TIMESTAMP,
-                "settings": _ref("RoomSettings"),
-                "metadata": {"type": "object"},
-            }
-        ),
-    ),
-    "room_finished": (
-        "A room closed: ended by a host or the API, empty for its empty_timeout, "
-        "or the server shut down. Carries the full attendance record.",
-        _obj(
-            {
-                "reason": {"type": "string", "enum": ["ended", "empty", "server_shutdown"]},
-                "ended_by": {"type": ["string", "null"]},
-                "created_at": TIMESTAMP,
-                "duration": {"type": "number", "minimum": 0},
-                "attendance": ATTENDANCE,
-            }
-        ),
-    ),
-    "participant_joined": ("Someone joined.", _obj({"participant": _ref("Participant")})),
-    "participant_left": (
-        "Someone left, whatever the cause (left, disconnected, removed, banned, "
-        "room_ended, media_failed, duplicate_identity, slow_client, server_shutdown, ...).",
-        _obj({"participant": {"type": "string"}, "reason": {"type": "string"}}),
-    ),
-    "participant_role_changed": (
-        "A role changed (invitation accepted, promote, demote, move to audience, API).",
-        _obj(
-            {
-                "participant": {"type": "string"},
-                "old": {"type": "string", "enum": ROLES},
-                "new": {"type": "string", "enum": ROLES},
-                "by": WHO,
-            }
-        ),
-    ),
-    "participant_muted": (
-        "A speaker was muted or unmuted (by themself, a moderator or the API).",
-        _obj({"participant": {"type": "string"}, "by": WHO, "muted": {"type": "boolean"}}),
-    ),
-    "participant_removed": (
-        "A moderator or the API removed (and maybe banned) someone; participant_left follows.",
-        _obj(
-            {
-                "participant": {"type": "string"},
-                "by": WHO,
-                "banned": {"type": "boolean"},
-                "reason": {"type": "string"},
-            }
-        ),
-    ),
-    "participant_updated": (
-        "The API changed someone's name or metadata.",
-        _obj({"participant": _ref("Participant")}),
-    ),
-    "hand_raised": (
-        "A listener raised their hand.",
-        _obj({"participant": {"type": "string"}, "at": TIMESTAMP}),
-    ),
-    "hand_lowered": (
-        "A hand went down (by its owner or a moderator).",
-        _obj({"participant": {"type": "string"}, "by": WHO}),
-    ),
-}
-"""Every webhook event: (description, schema of its ``data``)."""
-
-
-def _webhook_schemas() -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
-    for name, (description, payload) in WEBHOOKS.items():
         schemas[f"Webhook_{name}"] = {
+            **envelope,
             "description": description,
-            **_obj(
-                {
-                    "id": {"type": "string", "description": "unique; the same on every retry"},
-                    "event": {"const": name},
-                    "created_at": TIMESTAMP,
-                    "room": _obj({"name": {"type": "string"}, "sid": {"type": "string"}}),
-                    "seq": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "description": "1, 2, 3, ... per room sid, from room_started",
-                    },
-                    "data": payload,
-                }
-            ),
+            "properties": properties,
         }
-    schemas["WebhookEvent"] = {"oneOf": [_ref(f"Webhook_{name}") for name in WEBHOOKS]}
+    schemas["WebhookEvent"] = {"oneOf": [_ref(f"Webhook_{name}") for name in rest.WEBHOOKS]}
     return schemas
+
+
+def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """A query model's fields as OpenAPI parameters."""
+    schema = _tidy(TypeAdapter(model).json_schema(ref_template=_REF))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        description = prop.pop("description", name)
+        parameters.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "schema": prop,
+                "description": description,
+            }
+        )
+    return parameters
 
 
 def _paths() -> dict[str, Any]:
@@ -372,7 +166,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "listRooms",
                 "summary": "List live rooms (a room-scoped token sees its own only)",
-                "parameters": [LIMIT_PARAM, CURSOR_PARAM],
+                "parameters": _query(rest.ListRooms),
                 "responses": {
                     "200": _json(_ref("RoomList"), "a page of rooms, by name"),
                     **_errors(400, 401, 403),
@@ -397,11 +191,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "listParticipants",
                 "summary": "List participants, in join order",
-                "parameters": [
-                    _param("role", "query", {"type": "string", "enum": ROLES}, "only this role"),
-                    LIMIT_PARAM,
-                    CURSOR_PARAM,
-                ],
+                "parameters": _query(rest.ListParticipants),
                 "responses": {
                     "200": _json(_ref("ParticipantList"), "a page of participants"),
                     **_errors(400, 401, 403, 404),
@@ -436,15 +226,7 @@ def _paths() -> dict[str, Any]:
             "delete": {
                 "operationId": "removeParticipant",
                 "summary": "Remove a participant (and ban their identity for the room's life)",
-                "parameters": [
-                    _param("ban", "query", {"type": "boolean", "default": False}, "ban too"),
-                    _param(
-                        "reason",
-                        "query",
-                        {"type": "string", "minLength": 1, "maxLength": 200},
-                        "shown to mods",
-                    ),
-                ],
+                "parameters": _query(rest.RemoveParticipant),
                 "responses": {"204": {"description": "removed"}, **_errors(400, 401, 403, 404)},
             },
         },
@@ -522,7 +304,7 @@ def _webhooks() -> dict[str, Any]:
                 "responses": {"200": {"description": "any 2xx acknowledges; else it is retried"}},
             }
         }
-        for name, (description, _) in WEBHOOKS.items()
+        for name, (description, _) in rest.WEBHOOKS.items()
     }
 
 

@@ -4,7 +4,8 @@ Request  ``{"id": 7, "type": "offer", "data": {...}}``
 Response ``{"type": "response", "id": 7, "data": {...}}``
 Error    ``{"type": "error", "id": 7 | null, "error": {"code": ..., "message": ...}}``
 Event    ``{"type": "event", "event": "slots", "data": {...}}``
-See docs/protocol.md for every message.
+See docs/protocol.md for every message; ``signaling.wire.messages`` types each
+request's ``data`` and every response and event.
 """
 
 from __future__ import annotations
@@ -60,16 +61,6 @@ def _refused(code: str, message: str, request_id: RequestId) -> PodiumError:
     error = PodiumError(code, message)
     error.request_id = request_id
     return error
-
-
-def field(data: Mapping[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
-    """Fetch a typed field from request data, or raise invalid_request naming it."""
-    value = data.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise PodiumError(ErrorCode.INVALID_REQUEST, f"field {name!r} must be a {kind.__name__}")
-    return value
 
 
 def encode_response(request_id: RequestId, data: Mapping[str, Any]) -> str:
