@@ -34,7 +34,7 @@ from signaling.room.settings import RoomSettings
 from signaling.room.stage import Member, StageEvent
 from signaling.server.context import ServerContext
 from signaling.server.views import attendance_info, participant_view, room_view
-from signaling.wire.errors import PodiumError
+from signaling.wire.errors import ErrorCode, PodiumError
 from signaling.wire.messages import ServerMessage
 from signaling.wire.openapi import spec
 from signaling.wire.rest import (
@@ -68,10 +68,10 @@ ENDING_WAIT = 5.0  # how long a create waits for an ended room of that name to c
 
 # Stage refusals, as HTTP.
 _STATUS = {
-    "no_such_participant": (404, "participant_not_found"),
-    "not_in_room": (404, "participant_not_found"),
-    "room_ended": (404, "room_not_found"),
-    "invalid_request": (400, "invalid_request"),
+    ErrorCode.NO_SUCH_PARTICIPANT: (404, ErrorCode.PARTICIPANT_NOT_FOUND),
+    ErrorCode.NOT_IN_ROOM: (404, ErrorCode.PARTICIPANT_NOT_FOUND),
+    ErrorCode.ROOM_ENDED: (404, ErrorCode.ROOM_NOT_FOUND),
+    ErrorCode.INVALID_REQUEST: (400, ErrorCode.INVALID_REQUEST),
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -102,7 +102,7 @@ def error_response(
 
 
 def _bad(error: FieldError) -> ApiError:
-    return ApiError(400, "invalid_request", error.message, error.field)
+    return ApiError(400, ErrorCode.INVALID_REQUEST, error.message, error.field)
 
 
 def _is_api(path: str) -> bool:
@@ -121,10 +121,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+        code = {
+            404: ErrorCode.NOT_FOUND,
+            405: ErrorCode.METHOD_NOT_ALLOWED,
+            413: ErrorCode.REQUEST_TOO_LARGE,
+        }
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(
-            exc.status, code.get(exc.status, "http_error"), exc.reason, headers=allow
+            exc.status, code.get(exc.status, ErrorCode.HTTP_ERROR), exc.reason, headers=allow
         )
     except Exception:
         logger.exception("server API: %s %s failed", request.method, request.path)
@@ -216,18 +220,20 @@ class ServerApi:
     def _authenticate(self, request: web.Request) -> AdminGrant:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "token_invalid", "send Authorization: Bearer <admin token>")
+            raise ApiError(401, ErrorCode.TOKEN_INVALID, "send Authorization: Bearer <admin token>")
         try:
             return verify_admin_token(token.strip(), self.server.config.api_keys)
         except PodiumError as error:
             raise ApiError(
-                403 if error.code == "not_permitted" else 401, error.code, error.message
+                403 if error.code == ErrorCode.NOT_PERMITTED else 401, error.code, error.message
             ) from error
 
     def _authorize(self, request: web.Request, room: str, grant: AdminGrant | None = None) -> None:
         grant = grant or self._authenticate(request)
         if not grant.allows(room):
-            raise ApiError(403, "not_permitted", f"this token administers room {grant.room!r} only")
+            raise ApiError(
+                403, ErrorCode.NOT_PERMITTED, f"this token administers room {grant.room!r} only"
+            )
         self._check_query(request)
 
     def _check_query(self, request: web.Request) -> None:
@@ -245,19 +251,21 @@ class ServerApi:
         deadline = time.monotonic() + timeout
         while self.server.rooms.get(room.name) is room:
             if time.monotonic() > deadline:
-                raise ApiError(409, "room_ending", f"room {room.name!r} is ending; retry soon")
+                raise ApiError(
+                    409, ErrorCode.ROOM_ENDING, f"room {room.name!r} is ending; retry soon"
+                )
             await asyncio.sleep(0.01)
 
     def _room(self, name: str) -> Room:
         room = self.server.rooms.get(name)
         if room is None or room.stage.ended:
-            raise ApiError(404, "room_not_found", f"no room {name!r}")
+            raise ApiError(404, ErrorCode.ROOM_NOT_FOUND, f"no room {name!r}")
         return room
 
     def _member(self, room: Room, identity: str) -> Member:
         if identity not in room.stage:
             raise ApiError(
-                404, "participant_not_found", f"{identity!r} is not in room {room.name!r}"
+                404, ErrorCode.PARTICIPANT_NOT_FOUND, f"{identity!r} is not in room {room.name!r}"
             )
         return room.stage.member(identity)
 
@@ -308,7 +316,7 @@ class ServerApi:
         if existing is not None and not existing.stage.ended:
             if existing.settings != settings:
                 raise ApiError(
-                    409, "room_exists", f"room {name!r} exists with other settings", "name"
+                    409, ErrorCode.ROOM_EXISTS, f"room {name!r} exists with other settings", "name"
                 )
             return web.json_response(room_view(existing), status=200)  # a retried create
         room = await self.server.create_room(name, settings)
@@ -385,7 +393,9 @@ class ServerApi:
             room.broadcast("server_message", message)
         else:
             if to not in room.participants:
-                raise ApiError(404, "participant_not_found", f"{to!r} is not in room {room.name!r}")
+                raise ApiError(
+                    404, ErrorCode.PARTICIPANT_NOT_FOUND, f"{to!r} is not in room {room.name!r}"
+                )
             recipients = 1
             room.send(to, "server_message", message)
         result: MessageResult = {"recipients": recipients}

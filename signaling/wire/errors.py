@@ -62,6 +62,15 @@ class ErrorCode(StrEnum):
     NOT_RECORDING = "not_recording"
     # The server's own failure; the session goes on.
     INTERNAL_ERROR = "internal_error"
+    # Server API (HTTP) only: docs/api.md says when.
+    ROOM_NOT_FOUND = "room_not_found"
+    PARTICIPANT_NOT_FOUND = "participant_not_found"
+    ROOM_EXISTS = "room_exists"
+    ROOM_ENDING = "room_ending"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    REQUEST_TOO_LARGE = "request_too_large"
+    HTTP_ERROR = "http_error"
 
 
 class PodiumError(Exception):

@@ -34,3 +34,10 @@ def test_the_javascript_sdk_names_no_code_outside_the_enum() -> None:
     source = (ROOT / "signaling" / "static" / "podium.js").read_text()
     compared = set(re.findall(r"code\s*[!=]==?\s*['\"]([a-z_]+)['\"]", source))
     assert compared <= CODES, compared - CODES
+
+
+def test_the_api_document_names_only_the_enums_codes() -> None:
+    text = (ROOT / "docs" / "api.md").read_text()
+    table = text.split("| status | codes |", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"`([a-z_]+)`", table)) - {"field", "body", "null", "Allow"}
+    assert named and named <= CODES, named - CODES
