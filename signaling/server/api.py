@@ -67,7 +67,7 @@ logger = logging.getLogger(__name__)
 ENDING_WAIT = 5.0  # how long a create waits for an ended room of that name to close
 
 # Stage refusals, as HTTP.
-_STATUS = {
+_STATUS: dict[str, tuple[int, str]] = {
     ErrorCode.NO_SUCH_PARTICIPANT: (404, ErrorCode.PARTICIPANT_NOT_FOUND),
     ErrorCode.NOT_IN_ROOM: (404, ErrorCode.PARTICIPANT_NOT_FOUND),
     ErrorCode.ROOM_ENDED: (404, ErrorCode.ROOM_NOT_FOUND),
