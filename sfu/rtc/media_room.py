@@ -2,9 +2,10 @@
 
 The forwarding path is: aiortc decrypts and parses → ``MediaPeer`` tap →
 ``Room.on_rtp`` (accounting, role/mute enforcement, routing lookup) → for each
-target slot ``Forwarder.rewrite`` → the slot's sink (SRTP protect into the shared
-socket's send batch; one ``sendmmsg`` per event-loop pass, ``sfu/rtc/sendmmsg.py``).
-No decode, no encode, no task per packet.
+target slot stream one ``Forwarder.rewrite`` → each of the stream's sinks (SRTP
+protect into the shared socket's send batch; one ``sendmmsg`` per event-loop
+pass, ``sfu/rtc/sendmmsg.py``).  No decode, no encode, no task per packet, and
+no header work per listener.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from aiortc.rtp import RtpPacket
 
 from sfu.activity import ActivityObserver
 from sfu.config import MediaConfig
-from sfu.consumer import Consumer
 from sfu.events import RouterEvent
 from sfu.mixer import MediaMode
 from sfu.room import Room
@@ -32,6 +32,7 @@ from sfu.rtc.setup import rtc_configuration
 from sfu.rtc.stats import DurationHistogram
 from sfu.rtc.udp_mux import UdpMux
 from sfu.slots import ArrivalOrderPolicy, LoudestPolicy, SlotPolicy
+from sfu.streams import SlotStream
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class MediaRoom:
             else ArrivalOrderPolicy()
         )
         observer = ActivityObserver(speaking_interval=config.speaking_interval)
-        self.room = Room(room_id, policy, observer)
+        self.room = Room(room_id, policy, observer, slots=config.slots)
         self.config = config
         self.peers: dict[str, MediaPeer] = {}
         self.stats: Counter[str] = Counter()
@@ -85,7 +86,7 @@ class MediaRoom:
         peer = MediaPeer(participant_id, rtc_configuration(), handle_rtp, handle_state, self._udp)
         self.peers[participant_id] = peer
         try:
-            negotiated = await peer.negotiate(offer_sdp, self.config.slots)
+            negotiated = await peer.negotiate(offer_sdp, self.room.slot_ssrcs(self.config.slots))
         except BaseException:
             self.peers.pop(participant_id, None)
             await peer.close()
@@ -94,7 +95,7 @@ class MediaRoom:
             await self._close_peer(participant_id)
             raise NegotiationError("invalid_state", "participant left during negotiation")
         now = time.monotonic()
-        self.room.attach_slots(participant_id, negotiated.forwarders, now)
+        self.room.attach_slots(participant_id, negotiated.formats, now)
         self.room.set_uplink(participant_id, negotiated.has_uplink, now)
         self._deliver()
         if not self._tasks:
@@ -159,7 +160,7 @@ class MediaRoom:
     async def _fanout(
         self,
         source: str,
-        targets: tuple[Consumer, ...],
+        targets: tuple[SlotStream, ...],
         seq: int,
         ts: int,
         marker: bool,
@@ -167,22 +168,32 @@ class MediaRoom:
         level: int | None,
         now: float,
     ) -> None:
-        """Write one packet of ``source`` (a speaker, or a mix) to each of its slots."""
+        """Write one packet of ``source`` (a speaker, or a mix) to each of its slot streams:
+        one header rewrite per stream, then only each receiver's sink (SRTP + queue)."""
         stats = self.stats
         chunk = self.config.fanout_chunk
         sent = failed = 0
-        for i, consumer in enumerate(targets, 1):
-            sink = consumer.sink
-            if sink is None:  # subscriber's transport not up yet
+        for stream in targets:
+            sinks, patched = stream.sinks, stream.patched
+            if not sinks and not patched:  # nobody's transport is up yet
                 continue
-            data = consumer.forwarder.rewrite(source, seq, ts, marker, payload, level, now)
-            try:
-                sink(data)
-                sent += 1
-            except Exception:  # a subscriber's broken transport must not stop the fan-out
-                failed += 1
-            if i % chunk == 0:
-                await asyncio.sleep(0)
+            data = stream.forwarder.rewrite(source, seq, ts, marker, payload, level, now)
+            for start in range(0, len(sinks), chunk):
+                if start:  # let the loop breathe inside a big audience
+                    await asyncio.sleep(0)
+                for sink in sinks[start : start + chunk]:
+                    try:
+                        sink(data)
+                    except Exception:  # one broken transport must not stop the fan-out
+                        failed += 1
+            for consumer in patched:
+                if consumer.sink is not None:
+                    try:
+                        consumer.sink(consumer.patch(data))
+                    except Exception:
+                        failed += 1
+            sent += len(sinks) + len(patched)
+        sent -= failed
         stats["packets_out"] += sent
         stats["bytes_out"] += sent * len(payload)
         if failed:
@@ -209,8 +220,7 @@ class MediaRoom:
         if peer is None or participant is None:
             return
         if state == "connected":
-            for consumer, sink in zip(participant.consumers, peer.attach_transport(), strict=True):
-                consumer.sink = sink
+            self.room.set_sinks(participant_id, peer.attach_transport())
         elif state in ("failed", "closed"):
             await self._on_peer_lost(participant_id, state)
 
@@ -236,8 +246,11 @@ class MediaRoom:
 
     def _sender_reports(self) -> None:
         now = time.monotonic()
-        for peer in list(self.peers.values()):
-            peer.send_sender_reports(now)
+        participants = self.room.participants
+        for pid, peer in list(self.peers.items()):
+            participant = participants.get(pid)
+            if participant is not None:
+                peer.send_sender_reports(now, participant.consumers)
 
     def dump(self) -> dict[str, Any]:
         data = self.room.dump()

@@ -118,6 +118,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "read subscribers' receiver reports without aiortc's per-packet routing",
     ),
     Requirement(
+        "aiortc.rtcrtpsender",
+        "RTCRtpSender",
+        "_ssrc",
+        "give every subscriber's slot i the room's SSRC (byte-identical slot streams)",
+        instance=True,
+    ),
+    Requirement(
         "aiortc.rtcrtptransceiver",
         "RTCRtpTransceiver",
         "_offerDirection",
