@@ -28,6 +28,7 @@ from sfu.room import Room
 from sfu.rtc.levels import PcmDecoder
 from sfu.rtc.mixing import MixingEngine
 from sfu.rtc.peer import MediaPeer, NegotiationError
+from sfu.rtc.sendmmsg import write_all
 from sfu.rtc.setup import rtc_configuration
 from sfu.rtc.stats import DurationHistogram
 from sfu.rtc.udp_mux import UdpMux
@@ -181,17 +182,10 @@ class MediaRoom:
             for start in range(0, len(sinks), chunk):
                 if start:  # let the loop breathe inside a big audience
                     await asyncio.sleep(0)
-                for sink in sinks[start : start + chunk]:
-                    try:
-                        sink(data)
-                    except Exception:  # one broken transport must not stop the fan-out
-                        failed += 1
-            for consumer in patched:
+                failed += write_all(data, sinks[start : start + chunk])
+            for consumer in patched:  # moved between streams: their own numbering
                 if consumer.sink is not None:
-                    try:
-                        consumer.sink(consumer.patch(data))
-                    except Exception:
-                        failed += 1
+                    failed += write_all(consumer.patch(data), (consumer.sink,))
             sent += len(sinks) + len(patched)
         sent -= failed
         stats["packets_out"] += sent
