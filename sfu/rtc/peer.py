@@ -25,7 +25,7 @@ from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPac
 
 from sfu.consumer import Consumer, Sink
 from sfu.rtc.stats import DownlinkReport
-from sfu.rtc.tracks import ParkedTrack, RtpHandler, park_rtcp, tap_receiver
+from sfu.rtc.tracks import ParkedTrack, RtpHandler, idle_sender, tap_receiver
 from sfu.rtc.udp_mux import MuxTransport, UdpMux
 from sfu.rtcp import ReportBlock, parse_receiver_reports
 from sfu.rtp import AUDIO_LEVEL_URI, OPUS_CLOCK_RATE
@@ -114,8 +114,8 @@ class MediaPeer:
                 tap_receiver(transceiver.receiver, self._on_rtp)
             elif offered == "sendonly" and len(self._slots) < len(slot_ssrcs):
                 transceiver.direction = "sendonly"
-                transceiver.sender.replaceTrack(ParkedTrack())  # never released
-                park_rtcp(transceiver.sender)  # send_sender_reports does its job
+                transceiver.sender.replaceTrack(ParkedTrack())  # signalled, never read
+                idle_sender(transceiver.sender)  # send_sender_reports does its RTCP
                 transceiver.sender._ssrc = slot_ssrcs[len(self._slots)]  # signalled in the answer
                 self._slots.append(transceiver)
             else:

@@ -11,7 +11,7 @@ import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket
@@ -83,13 +83,28 @@ def park_rtcp(
     endpoint._run_rtcp = parked  # type: ignore[method-assign]
 
 
+def idle_sender(sender: RTCRtpSender) -> None:
+    """Never start ``sender``: the server's slot senders send nothing themselves.
+
+    Forwarded packets bypass them and ``MediaPeer.send_sender_reports`` reports
+    for them, so the RTP and RTCP tasks aiortc starts per sender (two per slot,
+    per listener) would only hold memory and be woken at close.
+    """
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        pass
+
+    sender.send = send  # type: ignore[method-assign]
+
+
 class ParkedTrack(MediaStreamTrack):
     """A send track that produces nothing until released.
 
     aiortc's sender polls every 20 ms when it has no track; parked on this one
     it sleeps.  ``release()`` lets one 20 ms silent frame through so the
     sender's loop moves on to a track installed with ``replaceTrack`` (the
-    server's slot senders are never released: forwarded packets bypass them).
+    server's slot senders hold one only so that the answer signals a track:
+    ``idle_sender`` never reads it).
     """
 
     kind = "audio"
