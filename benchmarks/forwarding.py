@@ -146,7 +146,7 @@ def worker_main(
 async def _worker(
     role: str, url: str, secret: str, commands: Connection, results: Connection, thin: bool
 ) -> None:
-    from benchmarks.thin_listener import ThinPacket, ThinReceiver
+    from benchmarks.thin_listener import ThinListener, ThinReceiver
     from sfu.rtc.tracks import ToneTrack
     from signaling.cli import DEV_API_KEY
     from signaling.client import PodiumClient
@@ -157,6 +157,7 @@ async def _worker(
     clients: list[PodiumClient] = []
     counts: list[ListenerCounts] = []
     receiver = ThinReceiver() if thin else None
+    thin: list[tuple[ListenerCounts, ThinListener]] = []
     if role == "speaker":
         _count_sends(window, sent)
 
@@ -167,15 +168,6 @@ async def _worker(
             if window.start <= now < window.end:
                 entry.in_window += 1
                 entry.per_slot[slot] += 1
-
-        return on_packet
-
-    def thin_counter(entry: ListenerCounts) -> Callable[[ThinPacket], None]:
-        def on_packet(packet: ThinPacket) -> None:
-            entry.total += 1
-            if window.start <= packet.arrival < window.end:  # the kernel's arrival time
-                entry.in_window += 1
-                entry.per_slot[packet.slot] += 1
 
         return on_packet
 
@@ -200,8 +192,8 @@ async def _worker(
         clients.append(client)
         await client.wait_connected(timeout=30.0)
         if role != "speaker":
-            if receiver is not None:
-                receiver.attach(client, thin_counter(entry))
+            if receiver is not None:  # it counts for itself (window by kernel arrival time)
+                thin.append((entry, receiver.attach(client)))
             counts.append(entry)
         return (time.monotonic() - started) * 1000.0
 
@@ -226,16 +218,20 @@ async def _worker(
                 await client.leave()
             clients.clear()
             counts.clear()
-            if receiver is not None:
-                receiver.poll()  # forget the departed sockets
+            thin.clear()
             results.send({"type": "left"})
         elif kind == "quiet":
             window.sending = False
             results.send({"type": "quiet", "sent_total": sent[0]})
         elif kind == "window":
             window.start, window.end = command["start"], command["end"]
+            if receiver is not None:
+                receiver.window = (window.start, window.end)
             results.send({"type": "window_set"})
         elif kind == "report":
+            for entry, listener in thin:
+                entry.total, entry.in_window = listener.packets, listener.in_window
+                entry.per_slot[:] = listener.per_slot[: len(entry.per_slot)]
             results.send(
                 {
                     "type": "report",
@@ -254,12 +250,8 @@ async def _worker(
                         for c in clients
                         if c.pc is not None and c.pc.connectionState == "connected"
                     ),
-                    "srtp_verified": sum(x.verified for x in receiver.listeners.values())
-                    if receiver
-                    else 0,
-                    "srtp_auth_failures": sum(x.auth_failures for x in receiver.listeners.values())
-                    if receiver
-                    else 0,
+                    "srtp_verified": sum(x.verified for _, x in thin),
+                    "srtp_auth_failures": sum(x.auth_failures for _, x in thin),
                 }
             )
         elif kind == "stop":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import math
 import select
 import socket
 import struct
@@ -45,6 +46,7 @@ _ffi.cdef(
     """
 )
 _libc: Any = _ffi.dlopen(None)
+_SOL_SOCKET = socket.SOL_SOCKET
 
 SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)
 MSG_DONTWAIT = 0x40
@@ -52,12 +54,9 @@ _DATAGRAM = 1500
 _CONTROL = 32  # CMSG_SPACE(sizeof(struct timeval)) on 64-bit Linux
 _MSG = _ffi.sizeof("struct mmsghdr")
 _MSG_LEN_AT = _ffi.offsetof("struct mmsghdr", "msg_len")
-_CONTROLLEN_AT = _ffi.offsetof("struct msghdr", "msg_controllen")
 _HEADER = struct.Struct("!BBHII")
-_CMSG = struct.Struct("@Nii")  # cmsg_len, cmsg_level, cmsg_type
-_TIMEVAL = struct.Struct("@qq")
+_CMSG_TIMEVAL = struct.Struct("@Niiqq")  # cmsghdr (len, level, type) + struct timeval
 _U32 = struct.Struct("@I")
-_SIZE = struct.Struct("@N")
 
 
 @dataclass(slots=True)
@@ -76,7 +75,11 @@ PacketHandler = Callable[[ThinPacket], None]
 
 @dataclass(eq=False)
 class ThinListener:
-    """One attached listener's socket, keys and counts."""
+    """One attached listener's socket, keys and counts.
+
+    ``in_window`` and ``per_slot`` count packets whose arrival falls inside the
+    receiver's window; the rest count everything since ``attach``.
+    """
 
     sock: Any
     protocol: Any
@@ -89,23 +92,13 @@ class ThinListener:
     packets: int = 0
     lost: int = 0
     late: int = 0
+    in_window: int = 0
+    per_slot: list[int] = field(default_factory=lambda: [0] * 16)
     verified: int = 0
     auth_failures: int = 0
     first_arrival: float | None = None
     last_arrival: float | None = None
     highest: dict[int, int] = field(default_factory=dict)
-
-    def count(self, ssrc: int, seq: int) -> None:
-        last = self.highest.get(ssrc)
-        if last is None:
-            self.highest[ssrc] = seq
-            return
-        delta = (seq - last) & 0xFFFF
-        if delta == 0 or delta >= 0x8000:
-            self.late += 1  # a duplicate, or reordered behind a later one
-            return
-        self.lost += delta - 1
-        self.highest[ssrc] = seq
 
 
 def slot_ssrcs(answer_sdp: str) -> dict[int, int]:
@@ -140,6 +133,9 @@ class ThinReceiver:
         self._view = _ffi.buffer(self._arena)
         self._control_view = _ffi.buffer(self._control)
         self._msg_view = _ffi.buffer(self._msgs)
+        self._pristine = bytes(self._msg_view)
+        self.window = (math.inf, math.inf)
+        """Arrival-time bounds (``time.monotonic``) of what ``in_window``/``per_slot`` count."""
         self._task: asyncio.Task[None] | None = None
         self.syscalls = 0
 
@@ -190,6 +186,7 @@ class ThinReceiver:
         self.syscalls += 1
 
     def _drain(self, listener: ThinListener, fd: int, offset: float) -> int:
+        msgs = self._msg_view
         n = _libc.recvmmsg(fd, self._msgs, self._batch, MSG_DONTWAIT, _ffi.NULL)
         self.syscalls += 1
         if n <= 0:
@@ -199,39 +196,57 @@ class ThinReceiver:
                 with contextlib.suppress(OSError):
                     self._epoll.unregister(fd)
             return 0
-        view, control, msgs = self._view, self._control_view, self._msg_view
-        slots, on_packet, sample = listener.slots, listener.on_packet, listener.sample
-        now = time.monotonic()
+        view, control = self._view, self._control_view
+        start, end = self.window
+        slots, highest, sample = listener.slots, listener.highest, listener.sample
+        packets, lost, late, in_window = listener.packets, 0, 0, 0
+        per_slot = listener.per_slot
+        arrival = time.monotonic()
         for i in range(n):
-            size = _U32.unpack_from(msgs, i * _MSG + _MSG_LEN_AT)[0]
             at = i * _DATAGRAM
-            arrival = now
-            length, level, kind = _CMSG.unpack_from(control, i * _CONTROL)
-            if length >= 16 + _TIMEVAL.size and level == socket.SOL_SOCKET and kind == SO_TIMESTAMP:
-                sec, usec = _TIMEVAL.unpack_from(control, i * _CONTROL + 16)
-                arrival = sec + usec * 1e-6 - offset
-            _SIZE.pack_into(msgs, i * _MSG + _CONTROLLEN_AT, _CONTROL)  # reset for the next call
-            first, second, seq, ts, ssrc = _HEADER.unpack_from(view, at) if size >= 12 else (0,) * 5
+            first, second, seq, ts, ssrc = _HEADER.unpack_from(view, at)
             if not 128 <= first < 192 or 192 <= second <= 223:  # STUN, DTLS, RTCP: aioice's
+                size = _U32.unpack_from(msgs, i * _MSG + _MSG_LEN_AT)[0]
                 listener.protocol.datagram_received(bytes(view[at : at + size]), listener.remote)
                 continue
-            listener.packets += 1
-            if listener.first_arrival is None:
-                listener.first_arrival = arrival
-            listener.last_arrival = arrival
-            listener.count(ssrc, seq)
+            _, level, kind, sec, usec = _CMSG_TIMEVAL.unpack_from(control, i * _CONTROL)
+            if kind == SO_TIMESTAMP and level == _SOL_SOCKET:
+                arrival = sec + usec * 1e-6 - offset
+            packets += 1
+            last = highest.get(ssrc)
+            if last is not None:
+                delta = (seq - last) & 0xFFFF
+                if delta == 0 or delta >= 0x8000:
+                    late += 1  # a duplicate, or reordered behind a later one
+                else:
+                    lost += delta - 1
+                    highest[ssrc] = seq
+            else:
+                highest[ssrc] = seq
+            if start <= arrival < end:
+                in_window += 1
+                per_slot[slots.get(ssrc, 0)] += 1
             payload = b""
-            if listener.packets % sample == 1 or sample == 1:
+            if packets % sample == 1 or sample == 1:
+                size = _U32.unpack_from(msgs, i * _MSG + _MSG_LEN_AT)[0]
                 payload = self._verify(listener, bytes(view[at : at + size]), seq)
-            if on_packet is not None:
-                on_packet(ThinPacket(slots.get(ssrc, 0), seq, ts, arrival, payload))
+            if listener.on_packet is not None:
+                listener.on_packet(ThinPacket(slots.get(ssrc, 0), seq, ts, arrival, payload))
+        msgs[: n * _MSG] = self._pristine[: n * _MSG]  # msg_controllen back for the next call
+        if listener.first_arrival is None and packets:
+            listener.first_arrival = arrival
+        listener.last_arrival = arrival
+        listener.packets = packets
+        listener.lost += lost
+        listener.late += late
+        listener.in_window += in_window
         return int(n)
 
     @staticmethod
     def _verify(listener: ThinListener, data: bytes, seq: int) -> bytes:
         """SRTP-unprotect one packet: tag verified, clear header unchanged; its payload."""
         try:
-            plain = listener.srtp.unprotect(data)
+            plain: bytes = listener.srtp.unprotect(data)
         except Exception:
             listener.auth_failures += 1
             return b""

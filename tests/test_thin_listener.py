@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
+import time
 
 from pylibsrtp import Policy, Session
 
@@ -18,6 +20,7 @@ def _ignore(_slot: int, _packet: object) -> None:
 
 async def test_thin_listeners_count_verify_and_hand_on_stun(connect: Connect) -> None:
     receiver = ThinReceiver()
+    receiver.window = (time.monotonic(), math.inf)
     await connect("speaker", "speaker", publish=ToneTrack(440))
     clients = [await connect(f"l{i}", on_packet=_ignore) for i in range(3)]
     seen: list[ThinPacket] = []
@@ -29,6 +32,7 @@ async def test_thin_listeners_count_verify_and_hand_on_stun(connect: Connect) ->
     for x in listeners:
         assert x.verified >= 9 and x.auth_failures == 0
         assert x.lost == 0 and x.late == 0
+        assert x.in_window == x.per_slot[0] == x.packets  # one speaker, in slot 0
     assert {p.slot for p in seen} == {0} and any(p.payload for p in seen)
     seqs = [p.sequence_number for p in seen]
     assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
