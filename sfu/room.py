@@ -226,10 +226,16 @@ class Room:
         else:
             participants = self.participants.values()
         for participant in participants:
-            if not participant.consumers:
+            consumers = participant.consumers
+            if not consumers:
+                continue
+            personal = participant.id in excluded or len(consumers) != self.slots
+            if not personal and participant.shared:  # the audience's streams move for it
+                if audience != self.audience:
+                    self._events.append(SlotsChanged(participant.id, audience))
                 continue
             old = participant.layout
-            if participant.id in excluded or len(old) != self.slots:
+            if personal:
                 if self.mixer is not None:
                     new = self.mixer.layout(participant.id, len(old))
                 else:
@@ -253,6 +259,7 @@ class Room:
         """Bind ``participant``'s slots to the audience's streams (``layout`` None) or to its
         personal ones carrying ``layout``; return whether the routing must be rebuilt."""
         owner = None if layout is None else participant.id
+        participant.shared = owner is None
         changed = False
         for consumer in participant.consumers:
             key = StreamKey(consumer.slot, consumer.format, owner)
