@@ -25,7 +25,7 @@ from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPac
 
 from sfu.consumer import Consumer, Sink
 from sfu.rtc.stats import DownlinkReport
-from sfu.rtc.tracks import ParkedTrack, RtpHandler, idle_sender, tap_receiver
+from sfu.rtc.tracks import ParkedTrack, RtpHandler, idle_sender, shed_unused, tap_receiver
 from sfu.rtc.udp_mux import MuxTransport, UdpMux
 from sfu.rtcp import ReportBlock, parse_receiver_reports
 from sfu.rtp import AUDIO_LEVEL_URI, OPUS_CLOCK_RATE
@@ -120,6 +120,7 @@ class MediaPeer:
                 self._slots.append(transceiver)
             else:
                 transceiver.direction = "inactive"
+            shed_unused(transceiver, receives=transceiver is uplink)
         self._slot_ssrcs = frozenset(t.sender._ssrc for t in self._slots)
         for dtls in {t.receiver.transport for t in transceivers}:
             self._read_receiver_reports(dtls)
