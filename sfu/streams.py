@@ -87,11 +87,9 @@ class SlotStream:
         if consumer not in self.members:
             return
         del self.members[consumer]
-        if consumer.sink is None:
-            return
-        if consumer.offset:
+        if consumer in self.patched:  # (its offset may have gone to zero since it was added)
             self.patched = tuple(c for c in self.patched if c is not consumer)
-        else:
+        elif consumer.sink is not None:
             sink = consumer.sink
             self.sinks = tuple(s for s in self.sinks if s is not sink)
 

@@ -109,3 +109,20 @@ def test_a_leaving_listener_leaves_its_stream_and_the_last_one_drops_it() -> Non
     assert stream.receivers == 1 and room.on_rtp("s1", 30, 60, 1.1) == (stream,)
     room.leave("l2", 1.2)
     assert stream.key not in room.streams and room.on_rtp("s1", 30, 60, 1.3) == ()
+
+
+def test_a_moved_subscriber_whose_offset_cleared_still_leaves_cleanly() -> None:
+    room = make_room()
+    Subscriber(room, "s1", True, 0.0)
+    s2 = Subscriber(room, "s2", True, 0.0)
+    Subscriber(room, "l1", False, 0.0)
+    send(room, "s1", 0, 1.0)
+    room.set_publish_allowed("s2", False, 1.1)
+    consumer = room.participants["s2"].consumers[0]
+    stream = consumer.stream
+    assert stream is not None and consumer in stream.patched
+    consumer.seq_delta = consumer.ts_delta = 0  # a move whose numbering happened to line up
+    send(room, "s1", 1, 1.2)  # its marker goes out: nothing left to patch
+    assert not consumer.offset and s2.headers(0)[-1].marker
+    room.leave("s2", 1.3)
+    assert consumer not in stream.patched and stream.receivers == 1
