@@ -7,9 +7,12 @@ Run from the repository root::
 
 The server runs as its own process (``python -m signaling.server.cli serve --dev``) so
 that its CPU time and RSS can be read from ``/proc`` without the load
-generators' cost mixed in.  Listeners are spread over worker processes and
-count packets in the client's ``on_packet`` tap (no jitter buffer, no decode):
-a decoding client costs ~5x more CPU and would saturate before the server.
+generators' cost mixed in.  Listeners are spread over worker processes.  By
+default they are thin (``benchmarks/thin_listener.py``: ICE and DTLS by aiortc,
+then RTP counted from its clear header off ``recvmmsg``, SRTP verified on a
+sample), so two cores can drive far more listeners than the server needs;
+``--listener aiortc`` counts in the aiortc client's ``on_packet`` tap instead
+(no jitter buffer, no decode: a decoding client would cost ~5x more again).
 
 Every listener joins before the speaker starts, so each should receive every
 RTP packet the speaker sends.  The speaker stops sending when the measurement
@@ -67,7 +70,7 @@ from benchmarks.common import (
 
 ROOM = "bench"
 SAMPLE_RATE = 48_000
-MAX_LISTENERS_PER_WORKER = 150  # ~2.5 ms CPU per listener-second: ~40 % of a core each
+MAX_LISTENERS_PER_WORKER = {"aiortc": 150, "thin": 600}  # ≤ ~40 % of a core each
 
 TARGET_CPU_US_PER_PACKET = 20.0
 TARGET_RSS_MB_PER_LISTENER = 0.3
@@ -123,6 +126,7 @@ def worker_main(
     secret: str,
     nice: int,
     uvloop_ok: bool,
+    thin: bool,
     commands: Connection,
     results: Connection,
 ) -> None:
@@ -130,17 +134,18 @@ def worker_main(
     if nice:
         os.nice(nice)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and kills us
-    if uvloop_ok:
+    if uvloop_ok and not thin:  # thin listeners take sockets off asyncio's selector loop
         with contextlib.suppress(ImportError):
             import uvloop
 
             uvloop.install()
-    asyncio.run(_worker(role, url, secret, commands, results))
+    asyncio.run(_worker(role, url, secret, commands, results, thin))
 
 
 async def _worker(
-    role: str, url: str, secret: str, commands: Connection, results: Connection
+    role: str, url: str, secret: str, commands: Connection, results: Connection, thin: bool
 ) -> None:
+    from benchmarks.thin_listener import ThinListener, ThinReceiver
     from sfu.rtc.tracks import ToneTrack
     from signaling.client.client import PodiumClient
     from signaling.server.dev import DEV_API_KEY
@@ -150,6 +155,8 @@ async def _worker(
     sent = [0, 0]
     clients: list[PodiumClient] = []
     counts: list[ListenerCounts] = []
+    receiver = ThinReceiver() if thin else None
+    thins: list[tuple[ListenerCounts, ThinListener]] = []
     if role == "speaker":
         _count_sends(window, sent)
 
@@ -194,6 +201,8 @@ async def _worker(
         clients.append(client)
         await client.wait_connected(timeout=30.0)
         if role != "speaker":
+            if receiver is not None:  # it counts for itself (window by kernel arrival time)
+                thins.append((entry, receiver.attach(client)))
             counts.append(entry)
         return (time.monotonic() - started) * 1000.0
 
@@ -218,14 +227,20 @@ async def _worker(
                 await client.leave()
             clients.clear()
             counts.clear()
+            thins.clear()
             results.send({"type": "left"})
         elif kind == "quiet":
             window.sending = False
             results.send({"type": "quiet", "sent_total": sent[0]})
         elif kind == "window":
             window.start, window.end = command["start"], command["end"]
+            if receiver is not None:
+                receiver.window = (window.start, window.end)
             results.send({"type": "window_set"})
         elif kind == "report":
+            for entry, listener in thins:
+                entry.total, entry.in_window = listener.packets, listener.in_window
+                entry.per_slot[:] = listener.per_slot[: len(entry.per_slot)]
             results.send(
                 {
                     "type": "report",
@@ -244,6 +259,8 @@ async def _worker(
                         for c in clients
                         if c.pc is not None and c.pc.connectionState == "connected"
                     ),
+                    "srtp_verified": sum(x.verified for _, x in thins),
+                    "srtp_auth_failures": sum(x.auth_failures for _, x in thins),
                 }
             )
         elif kind == "stop":
@@ -258,10 +275,11 @@ async def _worker(
 # Orchestrator
 # ---------------------------------------------------------------------------
 def start_worker(ctx: Any, role: str, url: str, secret: str, args: argparse.Namespace) -> Worker:
+    thin = role == "listener" and args.listener == "thin"
     return spawn(
         ctx,
         worker_main,
-        (role, url, secret, args.client_nice, not args.no_uvloop),
+        (role, url, secret, args.client_nice, not args.no_uvloop, thin),
         args.client_cpus,
     )
 
@@ -282,7 +300,7 @@ def measure(args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
     from signaling.server.dev import DEV_API_SECRET
 
     n, seconds = args.listeners, args.seconds
-    workers_n = args.workers or max(1, math.ceil(n / MAX_LISTENERS_PER_WORKER))
+    workers_n = args.workers or max(1, math.ceil(n / MAX_LISTENERS_PER_WORKER[args.listener]))
     port = free_port()
     url = f"ws://{HOST}:{port}/rtc"
     server_cmd = server_command(args.server_module, port, args.slots)
@@ -362,10 +380,12 @@ def measure(args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
         sleep_until(start)
         times0, ticks0 = cpu_times(server.pid), machine_ticks()
         client_cpu0 = sum(cpu_seconds(w.pid) for w in workers)
+        listener_cpu0 = sum(cpu_seconds(w.pid) for w in listeners)
         profiler = start_profiler(args.py_spy, server.pid, seconds)
         sleep_until(end)
         times1, ticks1 = cpu_times(server.pid), machine_ticks()
         client_cpu1 = sum(cpu_seconds(w.pid) for w in workers)
+        listener_cpu1 = sum(cpu_seconds(w.pid) for w in listeners)
         ask([speaker], [{"type": "quiet"}], 10.0)
         reports, drain_s = drain(workers, args.drain_timeout)
         end_cpu, end_rss = cpu_seconds(server.pid), rss_mb(server.pid)
@@ -447,6 +467,12 @@ def measure(args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
         "join_time_p99_ms": round(percentile(join_ms, 99), 1),
         "join_time_max_ms": round(max(join_ms), 1) if join_ms else None,
         "client_cpu_share": round(client_share, 3),
+        "listener_kind": args.listener,
+        "client_cpu_ms_per_listener_s": round(
+            (listener_cpu1 - listener_cpu0) / seconds / connected * 1000.0, 4
+        ),
+        "srtp_verified": sum(int(r.get("srtp_verified", 0)) for r in reports[1:]),
+        "srtp_auth_failures": sum(int(r.get("srtp_auth_failures", 0)) for r in reports[1:]),
         "machine_cpu_busy": round(busy, 3),
         "other_cpu_share": round(max(0.0, busy * nproc - server_cpu / seconds - client_share), 3),
         "client_nice": args.client_nice,
@@ -484,6 +510,11 @@ def contention_warnings(result: dict[str, Any]) -> list[str]:
         warnings.append(
             f"other processes used {result['other_cpu_share']:.2f} cores during the window:"
             " server figures are contended"
+        )
+    if result["srtp_auth_failures"]:
+        warnings.append(
+            f"{result['srtp_auth_failures']} sampled packets failed SRTP authentication:"
+            " the forwarded stream is broken"
         )
     if result["drain_timed_out"] or result["drain_s"] > 2.0:
         warnings.append(
@@ -561,6 +592,12 @@ def print_table(result: dict[str, Any]) -> None:
         ("join server CPU ms / listener", result["join_server_cpu_ms"]),
         ("join time p50 / p99 ms", f"{result['join_time_p50_ms']} / {result['join_time_p99_ms']}"),
         (
+            f"client CPU ms / listener-s ({result['listener_kind']})",
+            f"{result['client_cpu_ms_per_listener_s']}"
+            f" (SRTP samples verified {result['srtp_verified']},"
+            f" failed {result['srtp_auth_failures']})",
+        ),
+        (
             "CPU cores: clients, other; machine busy",
             f"{result['client_cpu_share']:.2f}, {result['other_cpu_share']:.2f};"
             f" {result['machine_cpu_busy']:.1%}",
@@ -594,6 +631,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"listener processes (default: ≤ {MAX_LISTENERS_PER_WORKER} each)",
     )
     parser.add_argument("--slots", type=int, default=3, help="receive slots per participant")
+    parser.add_argument(
+        "--listener",
+        choices=("thin", "aiortc"),
+        default="thin",
+        help="thin: RTP counted off recvmmsg, SRTP verified on a sample; aiortc: full clients",
+    )
     parser.add_argument(
         "--server-module",
         default="signaling.server.cli",
@@ -676,6 +719,7 @@ def median_of_runs(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "server_rss_mb_per_listener",
         "join_server_cpu_ms",
         "other_cpu_share",
+        "client_cpu_ms_per_listener_s",
     )
     result["runs"] = [{k: r[k] for k in keys} for r in results]
     for key in keys[:2]:

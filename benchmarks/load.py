@@ -216,6 +216,7 @@ class Setup:
     table_path: str
     table_slots: int
     join_timeout: float
+    thin_listeners: bool = False
 
 
 @dataclass(eq=False)
@@ -270,7 +271,8 @@ def worker_main(setup: Setup, commands: Any, results: Any) -> None:
     with contextlib.suppress(ImportError):
         import uvloop
 
-        uvloop.install()
+        if not setup.thin_listeners:  # they need asyncio's selector loop
+            uvloop.install()
     asyncio.run(_Worker(setup, commands, results).run())
 
 
@@ -294,6 +296,7 @@ class _Worker:
         self.table_map = mmap.mmap(fd, setup.table_slots * 8)
         os.close(fd)
         self.table: Any = memoryview(self.table_map).cast("d")  # float64 send times
+        self.thin: Any = None  # benchmarks.thin_listener.ThinReceiver, made in the loop
 
     async def run(self) -> None:
         handlers = {
@@ -387,6 +390,12 @@ class _Worker:
             )
             await listener.client.wait_connected(self.setup.join_timeout)
             listener.connected_at = time.monotonic()
+            if self.setup.thin_listeners:
+                from benchmarks.thin_listener import ThinReceiver
+
+                self.thin = self.thin or ThinReceiver()
+                on_packet = self.packet_counter(listener)
+                self.thin.attach(listener.client, lambda p: on_packet(p.slot, p), sample=10)
         except Exception as exc:
             self.errors[f"join:{error_kind(exc)}"] += 1
             self.listeners.pop(identity, None)
@@ -401,7 +410,7 @@ class _Worker:
         monotonic = time.monotonic
 
         def on_packet(slot: int, packet: Any) -> None:
-            now = monotonic()
+            now = getattr(packet, "arrival", None) or monotonic()  # thin: the kernel's time
             listener.total += 1
             if listener.first_audio is None:
                 listener.first_audio = now
@@ -716,7 +725,9 @@ def open_session(args: argparse.Namespace, plan: Plan, log: IO[bytes]) -> LoadSe
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.NamedTemporaryFile(prefix="podium-load-", dir=shm, delete=False) as table:
         table.write(b"\0" * table_slots * 8)
-    setup = Setup(url, key, secret, addresses, table.name, table_slots, args.join_timeout)
+    setup = Setup(
+        url, key, secret, addresses, table.name, table_slots, args.join_timeout, args.thin_listeners
+    )
     ctx = multiprocessing.get_context("spawn")
     listener_workers = args.workers or max(
         1, math.ceil(plan.audience * (args.capacity_max_factor) / LISTENERS_PER_WORKER)
@@ -1530,6 +1541,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--max-p99-ms", type=float, default=P99_LIMIT_MS, help="p99 limit")
     parser.add_argument("--workers", type=int, default=0, help="listener processes")
     parser.add_argument("--join-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--thin-listeners",
+        action="store_true",
+        help="count RTP off recvmmsg (benchmarks/thin_listener.py): latency from SRTP samples",
+    )
     args = parser.parse_args(argv)
     args.argv = list(argv)
     args.capacity_max_factor = 1.0

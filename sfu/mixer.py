@@ -133,7 +133,11 @@ class Mixer:
         """What ``participant_id``'s ``slots`` carry in mix mode."""
         if participant_id in self._mixed:
             return (minus_source(participant_id), *(None,) * (slots - 1))
-        layout = self._mix_layouts.get(slots)  # shared by the whole audience
+        return self.audience_layout(slots)
+
+    def audience_layout(self, slots: int) -> Layout:
+        """What the audience's ``slots`` carry in mix mode: the full mix in slot 0."""
+        layout = self._mix_layouts.get(slots)
         if layout is None:
             layout = self._mix_layouts[slots] = (MIX, *(None,) * (slots - 1))
         return layout

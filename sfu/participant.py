@@ -14,6 +14,8 @@ class Participant:
     id: str
     producer: Producer
     consumers: tuple[Consumer, ...] = field(default=())
+    shared: bool = False
+    """Its slots are bound to the audience's streams (not personal ones)."""
 
     @property
     def layout(self) -> Layout:

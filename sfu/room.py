@@ -5,10 +5,16 @@ to (``on_rtp``) and events (``next_event``).  Any change that can move a
 speaker in or out of a slot (join, leave, role, mute, uplink) re-runs the slot
 policy and rebuilds the routing snapshot before returning, so the very next
 packet already follows the new routing.
+
+Packets are routed to slot streams (``sfu/streams.py``), not to subscribers:
+the audience shares one stream per slot, laid out once for all of it, so a
+listener costs the packet path no header work; ranked speakers (who must not
+hear themselves) and subscribers with an unusual slot count get personal ones.
 """
 
 from __future__ import annotations
 
+import random
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -26,8 +32,9 @@ from sfu.producer import Producer
 from sfu.routing import RoutingTable
 from sfu.slots import ArrivalOrderPolicy, Layout, Ranking, SlotPolicy, assign_slots
 from sfu.stats import DropReason
+from sfu.streams import Sink, SlotFormat, SlotStream, StreamKey
 
-_NO_TARGETS: tuple[Consumer, ...] = ()
+_NO_TARGETS: tuple[SlotStream, ...] = ()
 
 
 class Room:
@@ -36,6 +43,8 @@ class Room:
         room_id: str,
         policy: SlotPolicy | None = None,
         observer: ActivityObserver | None = None,
+        slots: int = 3,
+        rng: random.Random | None = None,
     ) -> None:
         self.id = room_id
         self.policy: SlotPolicy = policy or ArrivalOrderPolicy()
@@ -50,6 +59,12 @@ class Room:
         self._ranking = Ranking()
         self.mixer: Mixer | None = None
         """Set in mix mode: its layouts replace the slot policy's, speakers' packets go to it."""
+        self.slots = slots
+        self.audience: Layout = (None,) * slots
+        """The layout every subscriber with ``slots`` slots who is not excluded shares."""
+        self.streams: dict[StreamKey, SlotStream] = {}
+        self._rng = rng or random.Random()
+        self._ssrcs: list[int] = []
 
     # -- membership -------------------------------------------------------
     def join(self, participant_id: str, may_publish: bool, now: float) -> Participant:
@@ -67,19 +82,41 @@ class Room:
             self._routable.pop(participant_id, None)
             if participant_id in self.observer.producers:
                 self.observer.remove_producer(participant_id)
-            # Its own consumers must leave the routing snapshot even if nobody
-            # else's layout changes.
+            # Its own consumers must leave their streams even if nobody else's layout changes.
+            for consumer in participant.consumers:
+                self._move(consumer, None, now)
             self._reassign(now, rebuild=bool(participant.consumers))
 
-    def attach_slots(
-        self, participant_id: str, forwarders: Sequence[Forwarder], now: float
-    ) -> None:
+    def slot_ssrcs(self, count: int) -> tuple[int, ...]:
+        """The SSRC of each slot: the same for every subscriber, so their streams can be."""
+        while len(self._ssrcs) < count:
+            ssrc = self._rng.getrandbits(32)
+            if ssrc and ssrc not in self._ssrcs:
+                self._ssrcs.append(ssrc)
+        return tuple(self._ssrcs[:count])
+
+    def attach_slots(self, participant_id: str, formats: Sequence[SlotFormat], now: float) -> None:
+        """``participant_id`` negotiated these slots (their SSRCs are ``slot_ssrcs``)."""
         participant = self.participants[participant_id]
         participant.consumers = tuple(
-            Consumer(participant_id, slot, fwd) for slot, fwd in enumerate(forwarders)
+            Consumer(participant_id, slot, fmt) for slot, fmt in enumerate(formats)
         )
         self._events.append(SlotsChanged(participant_id, participant.layout))
         self._reassign(now, newcomer=participant)
+
+    def set_sinks(self, participant_id: str, sinks: Sequence[Sink]) -> None:
+        """The I/O layer can now write to ``participant_id``'s slots (transport up)."""
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            return
+        for consumer, sink in zip(participant.consumers, sinks, strict=True):
+            stream = consumer.stream
+            if stream is not None:
+                stream.remove(consumer)
+            consumer.sink = sink
+            consumer.rebase(stream, carry=False)  # it is sent what comes from now on
+            if stream is not None:
+                stream.add(consumer)
 
     def set_uplink(self, participant_id: str, present: bool, now: float) -> None:
         self._update(participant_id, now, has_uplink=present)
@@ -122,8 +159,8 @@ class Room:
     # -- packet path ------------------------------------------------------
     def on_rtp(
         self, participant_id: str, level: int | None, size: int, now: float
-    ) -> tuple[Consumer, ...]:
-        """Account one inbound packet; return the slots it must be written to."""
+    ) -> tuple[SlotStream, ...]:
+        """Account one inbound packet; return the slot streams it must be written to."""
         participant = self.participants.get(participant_id)
         if participant is None:
             self.dropped[DropReason.NO_ROUTE] += 1
@@ -179,34 +216,109 @@ class Room:
         self._ranking = ranking
         if self.mixer is not None:
             self.mixer.select(ranking)
-        ranked_set = set(ranking.order)
-        memo: dict[tuple[Layout, str | None], Layout] = {}
+            audience = self.mixer.audience_layout(self.slots)
+            excluded = set(self.mixer.mixed)
+        else:
+            audience = assign_slots(self.audience, ranking, None)
+            excluded = set(ranking.order)
         changed = rebuild
-        if newcomer is not None and ranking == previous:
+        if newcomer is not None and ranking == previous and audience == self.audience:
             participants: Iterable[Participant] = (newcomer,)
         else:
             participants = self.participants.values()
         for participant in participants:
-            if not participant.consumers:
+            consumers = participant.consumers
+            if not consumers:
+                continue
+            personal = participant.id in excluded or len(consumers) != self.slots
+            if not personal and participant.shared:  # the audience's streams move for it
+                if audience != self.audience:
+                    self._events.append(SlotsChanged(participant.id, audience))
                 continue
             old = participant.layout
-            exclude = participant.id if participant.id in ranked_set else None
-            key = (old, exclude)
-            if self.mixer is not None:
-                new: Layout | None = self.mixer.layout(participant.id, len(old))
+            if personal:
+                if self.mixer is not None:
+                    new = self.mixer.layout(participant.id, len(old))
+                else:
+                    new = assign_slots(old, ranking, participant.id)
+                changed |= self._bind(participant, new, now)
             else:
-                new = memo.get(key)
-            if new is None:
-                new = memo[key] = assign_slots(old, ranking, exclude)
+                new = audience
+                changed |= self._bind(participant, None, now)
             if new != old:
-                for consumer, source in zip(participant.consumers, new, strict=True):
-                    if consumer.source != source:
-                        consumer.source = source
-                        consumer.forwarder.detach()
                 self._events.append(SlotsChanged(participant.id, new))
-                changed = True
+        if audience != self.audience:
+            self.audience = audience
+            for stream in self.streams.values():
+                if stream.key.owner is None:
+                    stream.assign(audience[stream.key.slot])
+            changed = True
         if changed:
-            self.routing.rebuild(c for p in self.participants.values() for c in p.consumers)
+            self.routing.rebuild(self.streams.values())
+
+    def _bind(self, participant: Participant, layout: Layout | None, now: float) -> bool:
+        """Bind ``participant``'s slots to the audience's streams (``layout`` None) or to its
+        personal ones carrying ``layout``; return whether the routing must be rebuilt."""
+        owner = None if layout is None else participant.id
+        participant.shared = owner is None
+        changed = False
+        for consumer in participant.consumers:
+            key = StreamKey(consumer.slot, consumer.format, owner)
+            stream = self.streams.get(key)
+            forked = False
+            if stream is None:
+                if owner is not None and consumer.stream is not None:
+                    stream, forked = consumer.stream.fork(key), True
+                else:
+                    stream = SlotStream(key, self._forwarder(key))
+                    if owner is None:
+                        stream.source = self.audience[key.slot]
+                self.streams[key] = stream
+                changed = True
+            if stream is not consumer.stream:
+                changed |= self._move(consumer, stream, now, forked)
+            if layout is not None and stream.source != layout[consumer.slot]:
+                stream.assign(layout[consumer.slot])
+                changed = True
+        return changed
+
+    def _move(
+        self, consumer: Consumer, stream: SlotStream | None, now: float, forked: bool = False
+    ) -> bool:
+        """Rebind ``consumer`` to ``stream``, its numbering running on; return whether a
+        stream was left empty (and dropped)."""
+        old = consumer.stream
+        dropped = False
+        if old is not None:
+            old.remove(consumer)
+            if not old.members:
+                del self.streams[old.key]
+                dropped = True
+        if old is None or consumer.sink is None:  # it has been sent nothing yet
+            consumer.seq_delta = consumer.ts_delta = 0
+            consumer.marker_pending = False
+        elif stream is not None and not forked:  # a fork's numbering is the same
+            before, after = old.forwarder, stream.forwarder
+            consumer.seq_delta = (
+                before.last_sequence + consumer.seq_delta - after.last_sequence
+            ) & 0xFFFF
+            consumer.ts_delta = (
+                before.rtp_timestamp_at(now) + consumer.ts_delta - after.rtp_timestamp_at(now)
+            ) & 0xFFFFFFFF
+            consumer.marker_pending = True
+        consumer.rebase(stream, carry=True)
+        if stream is not None:
+            stream.add(consumer)
+        return dropped
+
+    def _forwarder(self, key: StreamKey) -> Forwarder:
+        return Forwarder(
+            ssrc=self.slot_ssrcs(key.slot + 1)[key.slot],
+            payload_type=key.format.payload_type,
+            level_ext_id=key.format.level_ext_id,
+            initial_sequence=self._rng.getrandbits(15),
+            initial_timestamp=self._rng.getrandbits(32),
+        )
 
     # -- outputs ----------------------------------------------------------
     def next_event(self) -> RouterEvent | None:
@@ -227,5 +339,14 @@ class Room:
             },
             "routing": self.routing.dump(),
             "routing_entries": self.routing.entries,
+            "audience": list(self.audience),
+            "streams": {
+                f"{k.owner or '*'}#{k.slot}/{k.format.payload_type}/{k.format.variant}": {
+                    "source": s.source,
+                    "receivers": s.receivers,
+                    "packets": s.forwarder.packets,
+                }
+                for k, s in self.streams.items()
+            },
             "dropped": dict(self.dropped),
         }

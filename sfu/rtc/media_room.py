@@ -2,9 +2,10 @@
 
 The forwarding path is: aiortc decrypts and parses → ``MediaPeer`` tap →
 ``Room.on_rtp`` (accounting, role/mute enforcement, routing lookup) → for each
-target slot ``Forwarder.rewrite`` → the slot's sink (SRTP protect into the shared
-socket's send batch; one ``sendmmsg`` per event-loop pass, ``sfu/rtc/sendmmsg.py``).
-No decode, no encode, no task per packet.
+target slot stream one ``Forwarder.rewrite`` → each of the stream's sinks (SRTP
+protect into the shared socket's send batch; one ``sendmmsg`` per event-loop
+pass, ``sfu/rtc/sendmmsg.py``).  No decode, no encode, no task per packet, and
+no header work per listener.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from aiortc.rtp import RtpPacket
 
 from sfu.activity import ActivityObserver
 from sfu.config import MediaConfig
-from sfu.consumer import Consumer
 from sfu.errors import MediaError, MediaErrorKind
 from sfu.events import RouterEvent
 from sfu.mixer import MediaMode, MediaModeState
@@ -30,11 +30,13 @@ from sfu.room import Room
 from sfu.rtc.levels import PcmDecoder
 from sfu.rtc.mixing import MixingEngine
 from sfu.rtc.peer import MediaPeer
+from sfu.rtc.sendmmsg import write_all
 from sfu.rtc.setup import rtc_configuration
 from sfu.rtc.stats import uplink_samples
 from sfu.rtc.udp_mux import UdpMux
 from sfu.slots import ArrivalOrderPolicy, LoudestPolicy, SlotPolicy
 from sfu.stats import DropReason, DurationHistogram, MediaStats
+from sfu.streams import SlotStream
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ class MediaRoom:
             else ArrivalOrderPolicy()
         )
         observer = ActivityObserver(speaking_interval=config.speaking_interval)
-        self.room = Room(room_id, policy, observer)
+        self.room = Room(room_id, policy, observer, slots=config.slots)
         self.config = config
         self.peers: dict[str, MediaPeer] = {}
         self.stats: Counter[str] = Counter()
@@ -93,7 +95,7 @@ class MediaRoom:
         peer = MediaPeer(participant_id, rtc_configuration(), handle_rtp, handle_state, self._udp)
         self.peers[participant_id] = peer
         try:
-            negotiated = await peer.negotiate(offer_sdp, self.config.slots)
+            negotiated = await peer.negotiate(offer_sdp, self.room.slot_ssrcs(self.config.slots))
         except BaseException:
             self.peers.pop(participant_id, None)
             await peer.close()
@@ -102,7 +104,7 @@ class MediaRoom:
             await self._close_peer(participant_id)
             raise MediaError(MediaErrorKind.INVALID_STATE, "participant left during negotiation")
         now = time.monotonic()
-        self.room.attach_slots(participant_id, negotiated.forwarders, now)
+        self.room.attach_slots(participant_id, negotiated.formats, now)
         self.room.set_uplink(participant_id, negotiated.has_uplink, now)
         self._deliver()
         if not self._tasks:
@@ -189,7 +191,7 @@ class MediaRoom:
     async def _fanout(
         self,
         source: str,
-        targets: tuple[Consumer, ...],
+        targets: tuple[SlotStream, ...],
         seq: int,
         ts: int,
         marker: bool,
@@ -197,22 +199,25 @@ class MediaRoom:
         level: int | None,
         now: float,
     ) -> None:
-        """Write one packet of ``source`` (a speaker, or a mix) to each of its slots."""
+        """Write one packet of ``source`` (a speaker, or a mix) to each of its slot streams:
+        one header rewrite per stream, then only each receiver's sink (SRTP + queue)."""
         stats = self.stats
         chunk = self.config.fanout_chunk
         sent = failed = 0
-        for i, consumer in enumerate(targets, 1):
-            sink = consumer.sink
-            if sink is None:  # subscriber's transport not up yet
+        for stream in targets:
+            sinks, patched = stream.sinks, stream.patched
+            if not sinks and not patched:  # nobody's transport is up yet
                 continue
-            data = consumer.forwarder.rewrite(source, seq, ts, marker, payload, level, now)
-            try:
-                sink(data)
-                sent += 1
-            except Exception:  # a subscriber's broken transport must not stop the fan-out
-                failed += 1
-            if i % chunk == 0:
-                await asyncio.sleep(0)
+            data = stream.forwarder.rewrite(source, seq, ts, marker, payload, level, now)
+            for start in range(0, len(sinks), chunk):
+                if start:  # let the loop breathe inside a big audience
+                    await asyncio.sleep(0)
+                failed += write_all(data, sinks[start : start + chunk])
+            for consumer in patched:  # moved between streams: their own numbering
+                if consumer.sink is not None:
+                    failed += write_all(consumer.patch(data), (consumer.sink,))
+            sent += len(sinks) + len(patched)
+        sent -= failed
         stats["packets_out"] += sent
         stats["bytes_out"] += sent * len(payload)
         if failed:
@@ -239,8 +244,7 @@ class MediaRoom:
         if peer is None or participant is None:
             return
         if state == "connected":
-            for consumer, sink in zip(participant.consumers, peer.attach_transport(), strict=True):
-                consumer.sink = sink
+            self.room.set_sinks(participant_id, peer.attach_transport())
         elif state in ("failed", "closed"):
             await self._on_peer_lost(participant_id, state)
 
@@ -266,8 +270,11 @@ class MediaRoom:
 
     def _sender_reports(self) -> None:
         now = time.monotonic()
-        for peer in list(self.peers.values()):
-            peer.send_sender_reports(now)
+        participants = self.room.participants
+        for pid, peer in list(self.peers.items()):
+            participant = participants.get(pid)
+            if participant is not None:
+                peer.send_sender_reports(now, participant.consumers)
 
     def get_stats(self) -> MediaStats:
         producers = consumers = 0

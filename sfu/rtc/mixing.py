@@ -32,7 +32,6 @@ import numpy as np
 from aiortc.rtp import RtpPacket
 
 from sfu.config import MediaConfig
-from sfu.consumer import Consumer
 from sfu.jitter import Lost, Packet, Unit
 from sfu.mix import Pcm, Pcm16
 from sfu.mixer import MIX, AutoMix, MediaMode, MediaModeChanged, Mixdown, Mixer, MixRound
@@ -40,6 +39,7 @@ from sfu.room import Room
 from sfu.rtc.levels import PcmDecoder
 from sfu.rtc.recorder import OggRecorder
 from sfu.rtp import FRAME_SAMPLES, OPUS_CLOCK_RATE, PTIME
+from sfu.streams import SlotStream
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ _MAX_PENDING = 4 * FRAME_SAMPLES  # decoded audio a speaker may have waiting (60
 _TIME_BASE = fractions.Fraction(1, OPUS_CLOCK_RATE)
 
 MixSend = Callable[
-    [str, tuple[Consumer, ...], int, int, bool, bytes, int | None, float], Awaitable[None]
+    [str, tuple[SlotStream, ...], int, int, bool, bytes, int | None, float], Awaitable[None]
 ]
 """(source, its slots, sequence number, timestamp, marker, payload, level, now): fan out."""
 

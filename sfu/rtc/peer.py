@@ -9,9 +9,8 @@ core and changes with no SDP at all: the slot's SSRC stays, its source moves.
 from __future__ import annotations
 
 import contextlib
-import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aiortc import (
@@ -24,14 +23,20 @@ from aiortc.clock import current_ntp_time
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
-from sfu.consumer import Sink
+from sfu.consumer import Consumer
 from sfu.errors import MediaError, MediaErrorKind
-from sfu.forwarder import Forwarder
-from sfu.rtc.tracks import ParkedTrack, RtpHandler, park_rtcp, tap_receiver
+from sfu.rtc.tracks import (
+    ParkedTrack,
+    RtpHandler,
+    idle_sender,
+    shed_unused,
+    tap_receiver,
+)
 from sfu.rtc.udp_mux import MuxTransport, UdpMux
 from sfu.rtcp import ReportBlock, parse_receiver_reports
 from sfu.rtp import AUDIO_LEVEL_URI, OPUS_CLOCK_RATE
 from sfu.stats import DownlinkReport
+from sfu.streams import Sink, SlotFormat
 
 RTT_SMOOTHING = 0.85  # weight of the previous estimate, as aiortc's senders smooth theirs
 
@@ -39,7 +44,7 @@ RTT_SMOOTHING = 0.85  # weight of the previous estimate, as aiortc's senders smo
 @dataclass(frozen=True)
 class Negotiated:
     answer_sdp: str
-    forwarders: tuple[Forwarder, ...]
+    formats: tuple[SlotFormat, ...]
     has_uplink: bool
 
 
@@ -48,6 +53,12 @@ def _level_ext_id(transceiver: RTCRtpTransceiver) -> int | None:
         if ext.uri == AUDIO_LEVEL_URI:
             return int(ext.id)
     return None
+
+
+def _format(transceiver: RTCRtpTransceiver) -> SlotFormat:
+    payload_type = transceiver._codecs[0].payloadType
+    assert payload_type is not None  # set from the remote offer
+    return SlotFormat(payload_type, _level_ext_id(transceiver))
 
 
 class MediaPeer:
@@ -64,7 +75,7 @@ class MediaPeer:
         self._mux = mux
         self._on_rtp = on_rtp
         self._on_state = on_state
-        self._slots: list[tuple[RTCRtpTransceiver, Forwarder]] = []
+        self._slots: list[RTCRtpTransceiver] = []
         self._rtcp_sink: Sink | None = None
         self._reported: dict[int, int] = {}  # slot SSRC -> packet count in its last SR
         self._last_sr: dict[int, tuple[int, float]] = {}  # slot SSRC -> (NTP middle 32, time)
@@ -77,7 +88,9 @@ class MediaPeer:
     def connection_state(self) -> str:
         return str(self.pc.connectionState)
 
-    async def negotiate(self, offer_sdp: str, max_slots: int) -> Negotiated:
+    async def negotiate(self, offer_sdp: str, slot_ssrcs: Sequence[int]) -> Negotiated:
+        """Answer with at most ``len(slot_ssrcs)`` slots, slot i sending as ``slot_ssrcs[i]``
+        (the room's: every subscriber's slot i carries byte-identical RTP)."""
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError, ...
@@ -97,43 +110,34 @@ class MediaPeer:
                 uplink = transceiver
                 transceiver.direction = "recvonly"
                 tap_receiver(transceiver.receiver, self._on_rtp)
-            elif offered == "sendonly" and len(self._slots) < max_slots:
+            elif offered == "sendonly" and len(self._slots) < len(slot_ssrcs):
                 transceiver.direction = "sendonly"
-                transceiver.sender.replaceTrack(ParkedTrack())  # never released
-                park_rtcp(transceiver.sender)  # send_sender_reports does its job
-                self._slots.append((transceiver, self._forwarder(transceiver)))
+                transceiver.sender.replaceTrack(ParkedTrack())  # signalled, never read
+                idle_sender(transceiver.sender)  # send_sender_reports does its RTCP
+                transceiver.sender._ssrc = slot_ssrcs[len(self._slots)]  # signalled in the answer
+                self._slots.append(transceiver)
             else:
                 transceiver.direction = "inactive"
-        self._slot_ssrcs = frozenset(fwd.ssrc for _, fwd in self._slots)
+            shed_unused(transceiver, receives=transceiver is uplink)
+        self._slot_ssrcs = frozenset(t.sender._ssrc for t in self._slots)
         for dtls in {t.receiver.transport for t in transceivers}:
             self._read_receiver_reports(dtls)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         return Negotiated(
             answer_sdp=self.pc.localDescription.sdp,
-            forwarders=tuple(fwd for _, fwd in self._slots),
+            formats=tuple(_format(t) for t in self._slots),
             has_uplink=uplink is not None,
-        )
-
-    def _forwarder(self, transceiver: RTCRtpTransceiver) -> Forwarder:
-        payload_type = transceiver._codecs[0].payloadType
-        assert payload_type is not None  # set from the remote offer
-        return Forwarder(
-            ssrc=transceiver.sender._ssrc,  # the SSRC the answer signals and SRs report
-            payload_type=payload_type,
-            level_ext_id=_level_ext_id(transceiver),
-            initial_sequence=random.getrandbits(15),
-            initial_timestamp=random.getrandbits(32),
         )
 
     def attach_transport(self) -> list[Sink]:
         """Once connected: egress writers for each slot (SRTP protect + sendto, no task)."""
-        sinks = [_make_sink(t.sender.transport, rtcp=False) for t, _ in self._slots]
+        sinks = [_make_sink(t.sender.transport, rtcp=False) for t in self._slots]
         if self._slots:
-            self._rtcp_sink = _make_sink(self._slots[0][0].sender.transport, rtcp=True)
+            self._rtcp_sink = _make_sink(self._slots[0].sender.transport, rtcp=True)
         return sinks
 
-    def send_sender_reports(self, now: float) -> None:
+    def send_sender_reports(self, now: float, slots: Sequence[Consumer]) -> None:
         """One compound RTCP packet: an SR for each slot that forwarded since the last one.
 
         Replaces aiortc's loop of one SR per slot per second, which costs as
@@ -143,17 +147,18 @@ class MediaPeer:
             return
         ntp = current_ntp_time()
         reports: list[RtcpSrPacket] = []
-        for _, fwd in self._slots:
-            if self._reported.get(fwd.ssrc, 0) == fwd.packets:
+        for transceiver, slot in zip(self._slots, slots, strict=False):
+            ssrc, packets = transceiver.sender._ssrc, slot.packets
+            if self._reported.get(ssrc, 0) == packets:
                 continue
-            self._reported[fwd.ssrc] = fwd.packets
+            self._reported[ssrc] = packets
             info = RtcpSenderInfo(
                 ntp_timestamp=ntp,
-                rtp_timestamp=fwd.rtp_timestamp_at(now),
-                packet_count=fwd.packets & 0xFFFFFFFF,
-                octet_count=fwd.octets & 0xFFFFFFFF,
+                rtp_timestamp=slot.rtp_timestamp_at(now),
+                packet_count=packets & 0xFFFFFFFF,
+                octet_count=slot.octets & 0xFFFFFFFF,
             )
-            reports.append(RtcpSrPacket(ssrc=fwd.ssrc, sender_info=info))
+            reports.append(RtcpSrPacket(ssrc=ssrc, sender_info=info))
         if not reports:
             return
         sent = ((ntp >> 16) & 0xFFFFFFFF, time.time())  # what a report's LSR field echoes

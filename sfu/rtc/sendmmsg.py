@@ -20,7 +20,7 @@ import errno
 import logging
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cffi
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 SLOT_BYTES = 1500  # one datagram: RTP (≤ 1200 B from any sane Opus sender) + SRTP trailer
 _SRTP_TRAILER = 16 + 128  # pylibsrtp's SRTP_MAX_TRAILER_LEN
+_LIMIT = SLOT_BYTES - _SRTP_TRAILER
 
 _ffi = cffi.FFI()
 _ffi.cdef(
@@ -84,6 +85,46 @@ def sockaddr(addr: Address) -> bytes:
     return struct.pack("=H", socket.AF_INET) + struct.pack("!H4s8x", port, socket.inet_aton(host))
 
 
+def write_all(data: bytes, sinks: Sequence[Writer]) -> int:
+    """Write ``data`` to every sink; return how many failed.  Sinks on a send batch
+    (all of them but IPv6 ones when the first is IPv4, say) take the batch's inlined path."""
+    first = sinks[0] if sinks else None
+    if type(first) is SrtpTarget:
+        try:
+            return first.batch.write_all(data, sinks)
+        except (ValueError, OSError):  # too long for any slot, or the socket closed
+            return len(sinks)
+    failed = 0
+    for sink in sinks:
+        try:
+            sink(data)
+        except Exception:  # one broken transport must not stop the fan-out
+            failed += 1
+    return failed
+
+
+class SrtpTarget:
+    """One subscriber slot's egress on a ``SendBatch``: its SRTP keys and address."""
+
+    __slots__ = ("addr", "batch", "name", "name_at", "name_len", "srtp")
+
+    def __init__(
+        self, batch: SendBatch, session: Session, addr: Address, name: tuple[Any, int]
+    ) -> None:
+        self.batch = batch
+        # The owning cdata (freed with the session), not its value: a writer that
+        # outlives its peer connection must not protect with a freed context.
+        self.srtp = session._srtp  # see selfcheck.REQUIREMENTS
+        self.addr = addr
+        self.name = name[0]  # kept alive while a queued message may point at it
+        self.name_at = int(_ffi.cast("uintptr_t", name[0]))
+        self.name_len = name[1]
+
+    def __call__(self, data: bytes) -> None:
+        if self.batch.write_all(data, (self,)):
+            raise SrtpError("srtp_protect failed")
+
+
 class SendBatch:
     """Datagrams queued on one socket during one event-loop pass, flushed by one ``sendmmsg``.
 
@@ -111,8 +152,12 @@ class SendBatch:
         self._msg_view = _ffi.buffer(self._msgs)
         self._iov_view = _ffi.buffer(self._iov)
         self._dest: list[Address | None] = [None] * capacity
-        # Socket addresses by destination, alive while a queued message may point at one.
-        self._names: dict[Address, tuple[Any, int, int]] = {}
+        # Where slot i's data, message header and iovec length live, computed once.
+        self._offsets = [i * SLOT_BYTES for i in range(capacity)]
+        self._msg_at = [i * _MSG_BYTES for i in range(capacity)]
+        self._len_at = [i * _IOV_BYTES + _IOV_LEN_AT for i in range(capacity)]
+        # Socket addresses by destination, shared by that destination's targets.
+        self._names: dict[Address, tuple[Any, int]] = {}
         self._length = srtp_ffi.new("int *")
         self._count = 0
         self._flush_scheduled = False
@@ -121,46 +166,56 @@ class SendBatch:
         self.syscalls = 0
         self.errors = 0
 
-    def srtp_writer(self, session: Session, addr: Address) -> Writer:
+    def srtp_writer(self, session: Session, addr: Address) -> SrtpTarget:
         """A writer for one subscriber slot: SRTP-protect with ``session``, send to ``addr``."""
-        # The owning cdata (freed with the session), not its value: a writer that
-        # outlives its peer connection must not protect with a freed context.
-        srtp = session._srtp  # see selfcheck.REQUIREMENTS
-        if addr not in self._names:
+        name = self._names.get(addr)
+        if name is None:
             raw = sockaddr(addr)
-            name = _ffi.new("char[]", raw)
-            self._names[addr] = (name, int(_ffi.cast("uintptr_t", name)), len(raw))
-        _, name_at, name_len = self._names[addr]
-        view, slots, dest = self._view, self._slots, self._dest
-        msg_view, iov_view = self._msg_view, self._iov_view
+            name = self._names[addr] = (_ffi.new("char[]", raw), len(raw))
+        return SrtpTarget(self, session, addr, name)
+
+    def write_all(self, data: bytes, targets: Sequence[Writer]) -> int:
+        """Queue ``data`` for every target, each SRTP-protected with its own keys; return
+        how many failed.  One pass with everything per listener inlined: this loop is the
+        whole per-listener cost of a fan-out (a target of another batch is just called)."""
+        size = len(data)
+        if size > _LIMIT:
+            raise ValueError("packet is too long")
+        if self._closed:
+            raise OSError("the socket is closed")
+        view, slots, dest, offsets = self._view, self._slots, self._dest, self._offsets
+        msg_view, msg_at = self._msg_view, self._msg_at
+        iov_view, len_at = self._iov_view, self._len_at
         set_name, set_len = _NAME.pack_into, _IOV_LEN.pack_into
         length, protect, capacity = self._length, srtp_lib.srtp_protect, self._capacity
-        limit = SLOT_BYTES - _SRTP_TRAILER
-
-        def write(data: bytes) -> None:
-            size = len(data)
-            if size > limit:
-                raise ValueError("packet is too long")
-            if self._closed:
-                raise OSError("the socket is closed")
-            i = self._count
+        failed = 0
+        i = self._count
+        for target in targets:
+            if type(target) is not SrtpTarget or target.batch is not self:
+                try:
+                    target(data)
+                except Exception:
+                    failed += 1
+                continue
             if i == capacity:
+                self._count = i
                 self.flush()
                 i = 0
-            offset = i * SLOT_BYTES
+            offset = offsets[i]
             view[offset : offset + size] = data
             length[0] = size
-            if protect(srtp[0], slots[i], length):
-                raise SrtpError("srtp_protect failed")
-            set_len(iov_view, i * _IOV_BYTES + _IOV_LEN_AT, length[0])
-            set_name(msg_view, i * _MSG_BYTES, name_at, name_len)
-            dest[i] = addr
-            self._count = i + 1
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self.flush)
-
-        return write
+            if protect(target.srtp[0], slots[i], length):
+                failed += 1
+                continue
+            set_len(iov_view, len_at[i], length[0])
+            set_name(msg_view, msg_at[i], target.name_at, target.name_len)
+            dest[i] = target.addr
+            i += 1
+        self._count = i
+        if i and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        return failed
 
     def flush(self) -> None:
         """Send everything queued: one syscall unless the kernel pushes back."""
@@ -198,7 +253,5 @@ class SendBatch:
         self._closed = True
 
     def forget(self, addr: Address) -> None:
-        """A destination left: drop its cached socket address (after a flush)."""
-        if self._count:
-            self.flush()
+        """A destination left: drop its cached socket address (its targets keep theirs)."""
         self._names.pop(addr, None)

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCRtpReceiver
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket
@@ -82,13 +82,68 @@ def park_rtcp(
     endpoint._run_rtcp = parked  # type: ignore[method-assign]
 
 
+def idle_sender(sender: RTCRtpSender) -> None:
+    """Never start ``sender``: the server's slot senders send nothing themselves.
+
+    Forwarded packets bypass them and ``MediaPeer.send_sender_reports`` reports
+    for them, so the RTP and RTCP tasks aiortc starts per sender (two per slot,
+    per listener) would only hold memory and be woken at close.
+    """
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        pass
+
+    sender.send = send  # type: ignore[method-assign]
+
+
+class _NoDecoder:
+    """Stands in for a receiver's decoder queue and error flag: no decoder thread runs."""
+
+    def put(self, item: object) -> None:
+        pass
+
+    def is_set(self) -> bool:
+        return False
+
+    def clear(self) -> None:
+        pass
+
+
+_NO_DECODER = _NoDecoder()
+_NEVER_SET = asyncio.Event()  # binds to a loop only if awaited, which nothing here does
+_NEVER_FED: asyncio.Queue[object] = asyncio.Queue()
+
+
+def shed_unused(transceiver: RTCRtpTransceiver, receives: bool) -> None:
+    """Drop what aiortc builds per transceiver that the server never uses.
+
+    Every listener has 1 + K transceivers, each with a receiver's decoder queue
+    and error flag (a ``queue.Queue`` and a ``threading.Event``: locks and
+    conditions), asyncio events for RTP/RTCP loops that never start (server
+    senders never start, ``idle_sender``; nor do receivers of send-only slots)
+    and a receive track's queue nobody reads: ≈ 40 KB of a listener's ≈ 230.
+    Call after negotiation set the transceivers up, before they start.
+    """
+    receiver, sender = transceiver.receiver, transceiver.sender
+    receiver._RTCRtpReceiver__decoder_queue = _NO_DECODER  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__decoder_error = _NO_DECODER  # type: ignore[attr-defined]
+    if receiver.track is not None:
+        receiver.track._queue = _NEVER_FED  # type: ignore[attr-defined]
+    if not receives:
+        receiver._RTCRtpReceiver__rtcp_started = _NEVER_SET  # type: ignore[attr-defined]
+        receiver._RTCRtpReceiver__rtcp_exited = _NEVER_SET  # type: ignore[attr-defined]
+    for name in ("rtp_started", "rtp_exited", "rtcp_started", "rtcp_exited"):
+        setattr(sender, f"_RTCRtpSender__{name}", _NEVER_SET)
+
+
 class ParkedTrack(MediaStreamTrack):
     """A send track that produces nothing until released.
 
     aiortc's sender polls every 20 ms when it has no track; parked on this one
     it sleeps.  ``release()`` lets one 20 ms silent frame through so the
     sender's loop moves on to a track installed with ``replaceTrack`` (the
-    server's slot senders are never released: forwarded packets bypass them).
+    server's slot senders hold one only so that the answer signals a track:
+    ``idle_sender`` never reads it).
     """
 
     kind = "audio"

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from sfu.events import SlotsChanged
-from sfu.forwarder import Forwarder
 from sfu.room import Room
 from sfu.routing import RoutingTable
 from sfu.slots import Ranking, assign_slots
+from sfu.streams import SlotFormat, SlotStream
 
 
-def forwarders(k: int = 3) -> list[Forwarder]:
-    return [Forwarder(ssrc=i + 1, payload_type=111) for i in range(k)]
+def formats(k: int = 3) -> list[SlotFormat]:
+    return [SlotFormat(payload_type=111)] * k
 
 
 def member(room: Room, pid: str, speaker: bool, now: float, k: int = 3) -> None:
     room.join(pid, speaker, now)
-    room.attach_slots(pid, forwarders(k), now)
+    room.attach_slots(pid, formats(k), now)
     room.set_uplink(pid, True, now)
+
+
+def receivers(streams: tuple[SlotStream, ...]) -> set[tuple[str, int]]:
+    return {(c.subscriber_id, c.slot) for s in streams for c in s.members}
 
 
 def layouts(room: Room) -> dict[str, tuple[str | None, ...]]:
@@ -42,7 +46,8 @@ def test_routing_snapshot_matches_layouts_and_drops_are_counted() -> None:
     member(room, "l1", False, 1.0)
     member(room, "l2", False, 2.0)
     targets = room.on_rtp("s1", 20, 100, 3.0)
-    assert {(c.subscriber_id, c.slot) for c in targets} == {("l1", 0), ("l2", 0)}
+    assert receivers(targets) == {("l1", 0), ("l2", 0)}
+    assert len(targets) == 1  # the two listeners share one stream
     assert room.on_rtp("l1", 20, 100, 3.0) == ()  # a listener's RTP is never forwarded
     assert room.dropped["not_allowed"] == 1
     assert room.participants["s1"].producer.audio_level == 20
@@ -88,7 +93,7 @@ def test_leave_releases_routes_and_emits_slot_events() -> None:
 def test_no_uplink_means_no_slot() -> None:
     room = Room("r")
     room.join("s1", True, 0.0)
-    room.attach_slots("s1", forwarders(), 0.0)
+    room.attach_slots("s1", formats(), 0.0)
     member(room, "l1", False, 1.0)
     assert layouts(room)["l1"] == (None, None, None)
     room.set_uplink("s1", True, 2.0)
@@ -111,8 +116,8 @@ def test_routing_table_snapshot_is_immutable() -> None:
     member(room, "s1", True, 0.0)
     member(room, "l1", False, 1.0)
     snapshot = room.routing.targets("s1")
-    member(room, "l2", False, 2.0)
-    assert len(snapshot) == 1 and len(room.routing.targets("s1")) == 2
+    member(room, "s2", True, 2.0)
+    assert len(snapshot) == 1 and len(room.routing.targets("s1")) == 2  # + s2's own stream
     assert RoutingTable().targets("nobody") == ()
 
 
@@ -122,7 +127,7 @@ def test_a_leaving_listener_leaves_the_routing_table() -> None:
     member(room, "l1", False, 1.0)
     member(room, "l2", False, 2.0)
     room.leave("l1", 3.0)
-    assert [c.subscriber_id for c in room.on_rtp("s1", None, 10, 4.0)] == ["l2"]
+    assert receivers(room.on_rtp("s1", None, 10, 4.0)) == {("l2", 0)}
 
 
 def test_a_slot_that_loses_and_regains_its_speaker_resyncs_its_forwarder() -> None:
@@ -130,9 +135,11 @@ def test_a_slot_that_loses_and_regains_its_speaker_resyncs_its_forwarder() -> No
     member(room, "s1", True, 0.0)
     member(room, "l1", False, 1.0)
     slot = room.participants["l1"].consumers[0]
-    slot.forwarder.rewrite("s1", 100, 0, False, b"x", None, 1.0)
+    forwarder = slot.forwarder
+    assert forwarder is not None
+    forwarder.rewrite("s1", 100, 0, False, b"x", None, 1.0)
     room.set_muted("s1", True, 2.0)
-    assert slot.forwarder.source is None
+    assert forwarder.source is None
     room.set_muted("s1", False, 3.0)
-    data = slot.forwarder.rewrite("s1", 150, 48000, False, b"x", None, 3.0)
-    assert (data[2] << 8 | data[3]) == (slot.forwarder.initial_sequence + 1) & 0xFFFF
+    data = forwarder.rewrite("s1", 150, 48000, False, b"x", None, 3.0)
+    assert (data[2] << 8 | data[3]) == (forwarder.initial_sequence + 1) & 0xFFFF

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 from sfu.activity import ActivityObserver, SpeakingChanged
 from sfu.dominant_speaker import DominantSpeakerChanged
-from sfu.forwarder import Forwarder
 from sfu.room import Room
 from sfu.slots import LoudestPolicy
+from sfu.streams import SlotFormat
 
 SILENT = 127
 Script = Callable[[float], dict[str, int]]  # time -> {speaker: RFC 6464 level} for that frame
@@ -18,10 +18,10 @@ def make_room(speakers: list[str], k: int = 2) -> Room:
     room = Room("r", LoudestPolicy(hold=1.5), ActivityObserver(speaking_interval=0.3))
     for i, pid in enumerate(speakers):
         room.join(pid, True, float(i) * 0.001)
-        room.attach_slots(pid, [Forwarder(i * 10 + s, 111) for s in range(k)], 0.0)
+        room.attach_slots(pid, [SlotFormat(111)] * k, 0.0)
         room.set_uplink(pid, True, 0.0)
     room.join("listener", False, 0.0)
-    room.attach_slots("listener", [Forwarder(999 + s, 111) for s in range(k)], 0.0)
+    room.attach_slots("listener", [SlotFormat(111)] * k, 0.0)
     return room
 
 
