@@ -22,8 +22,9 @@ from sfu.forwarder import Forwarder
 from sfu.levels import pcm_level
 from sfu.mixer import Mixer
 from sfu.participant import Participant
-from sfu.producer import Producer
+from sfu.producer import DTX_MAX_BYTES, VOICE_LEVEL, Producer
 from sfu.routing import RoutingTable
+from sfu.rtp import SILENCE_LEVEL
 from sfu.slots import ArrivalOrderPolicy, Layout, Ranking, SlotPolicy, assign_slots
 
 _NO_TARGETS: tuple[Consumer, ...] = ()
@@ -47,6 +48,12 @@ class Room:
         self.dropped: Counter[str] = Counter()
         self._events: deque[RouterEvent] = deque()
         self._ranking = Ranking()
+        # Subscribers with an empty slot: a speech onset may take one at once.
+        self._free: set[str] = set()
+        # Producers whose onset found no slot since the last tick: not retried per packet.
+        self._onset_refused: set[str] = set()
+        self.onsets = 0
+        """Packets that took an empty slot at once (``on_rtp``), not at a tick."""
         self.mixer: Mixer | None = None
         """Set in mix mode: its layouts replace the slot policy's, speakers' packets go to it."""
 
@@ -64,6 +71,7 @@ class Room:
         participant = self.participants.pop(participant_id, None)
         if participant is not None:
             self._routable.pop(participant_id, None)
+            self._free.discard(participant_id)
             if participant_id in self.observer.producers:
                 self.observer.remove_producer(participant_id)
             # Its own consumers must leave the routing snapshot even if nobody
@@ -122,11 +130,21 @@ class Room:
     def on_rtp(
         self, participant_id: str, level: int | None, size: int, now: float
     ) -> tuple[Consumer, ...]:
-        """Account one inbound packet; return the slots it must be written to."""
+        """Account one inbound packet (``size``: its Opus payload); return the slots it
+        must be written to.
+
+        A voiced packet of a routable producer that has no slot while some
+        subscriber has an empty one re-runs the slot policy at once, so the
+        first packet of a talk spurt (or a lone short sound) is forwarded
+        rather than waiting for the next tick; competing for full slots is
+        left to the policy's hysteresis at the tick.
+        """
         participant = self.participants.get(participant_id)
         if participant is None:
             self.dropped["no_route"] += 1
             return _NO_TARGETS
+        if size <= DTX_MAX_BYTES and level is not None:
+            level = SILENCE_LEVEL
         producer = participant.producer
         producer.on_packet(level, size, now)
         if not producer.allowed:
@@ -140,8 +158,27 @@ class Room:
         if self.mixer is not None:
             return _NO_TARGETS  # mix mode: the I/O layer hands the packet to the mixer
         targets = self.routing.targets(participant_id)
+        if not targets and level is not None and level <= VOICE_LEVEL:
+            targets = self._onset(participant_id, now)
         if not targets:
             self.dropped["not_selected"] += 1
+        return targets
+
+    def _onset(self, participant_id: str, now: float) -> tuple[Consumer, ...]:
+        free = self._free
+        if (
+            participant_id in self._onset_refused
+            or not free
+            or (len(free) == 1 and participant_id in free)
+            or not self.participants[participant_id].producer.routable
+        ):
+            return _NO_TARGETS
+        self._reassign(now)
+        targets = self.routing.targets(participant_id)
+        if not targets:
+            self._onset_refused.add(participant_id)
+        else:
+            self.onsets += 1
         return targets
 
     def wants_pcm(self, participant_id: str) -> bool:
@@ -158,6 +195,7 @@ class Room:
     def tick(self, now: float) -> None:
         """Run the detectors; re-run the slot policy when the ranking moved."""
         self._events.extend(self.observer.tick(now))
+        self._onset_refused.clear()
         if self._rank(now) != self._ranking:
             self._reassign(now)
 
@@ -197,6 +235,10 @@ class Room:
                 new = memo.get(key)
             if new is None:
                 new = memo[key] = assign_slots(old, ranking, exclude)
+            if None in new:
+                self._free.add(participant.id)
+            else:
+                self._free.discard(participant.id)
             if new != old:
                 for consumer, source in zip(participant.consumers, new, strict=True):
                     if consumer.source != source:
@@ -227,4 +269,5 @@ class Room:
             "routing": self.routing.dump(),
             "routing_entries": self.routing.entries,
             "dropped": dict(self.dropped),
+            "onsets": self.onsets,
         }

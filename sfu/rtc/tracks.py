@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import av
 import numpy as np
+import numpy.typing as npt
 from aiortc import MediaStreamTrack, RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
@@ -149,15 +150,17 @@ class ToneTrack(MediaStreamTrack):
         self.started: float | None = None
         self._pts = 0
 
-    def _gain(self, at: float) -> float:
+    def _gain(self, at: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | float:
+        """Gain at each sample time ``at`` (sample-exact, so a sound can be 10 ms long)."""
         if self.talk is None:
             return 1.0
         if self.epoch is None:
             return 0.0
         t = at - self.epoch
-        if not any(start <= t < end for start, end in self.talk):
-            return 0.0
-        return 1.0 if (t * 5) % 1.0 < 0.7 else 0.05
+        inside = np.zeros(t.shape, dtype=bool)
+        for start, end in self.talk:
+            inside |= (start <= t) & (t < end)
+        return inside * np.where((t * 5) % 1.0 < 0.7, 1.0, 0.05)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -169,7 +172,7 @@ class ToneTrack(MediaStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         t = (np.arange(_FRAME) + self._pts) / OPUS_CLOCK_RATE
-        gain = self.amplitude * self._gain(self.started + t0) * 32767
+        gain = self.amplitude * self._gain(self.started + t) * 32767
         samples = (gain * np.sin(2 * np.pi * self.frequency * t)).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = OPUS_CLOCK_RATE
