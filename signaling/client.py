@@ -26,12 +26,15 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.rtp import RtpPacket
 
+from sfu.red import RED_MIME
 from sfu.rtc.setup import configure, numpy_audio_level
-from sfu.rtc.tracks import ParkedTrack, park_rtcp, tap_receiver
+from sfu.rtc.tracks import ParkedTrack, park_rtcp, send_red, tap_receiver
 from sfu.rtp import AUDIO_LEVEL_URI
 from signaling.errors import PodiumError
 
@@ -83,6 +86,7 @@ class PodiumClient:
         room: str | None = None,
         media: bool = True,
         audio_level: bool = True,
+        red: bool = False,
         timeout: float = 10.0,
     ) -> PodiumClient:
         """Join and (unless ``media=False``: a signaling-only client) negotiate media.
@@ -92,7 +96,9 @@ class PodiumClient:
         ``host_addresses`` sets the ICE addresses to gather (process-wide),
         e.g. ``["127.0.0.1"]`` for loopback.  ``audio_level=False`` offers no
         RFC 6464 extension, as some clients do (the server then measures levels
-        by decoding).
+        by decoding).  ``red=True`` offers RED (RFC 2198) as Chrome does: the uplink
+        sends each frame with the previous one, and slots taken undecoded
+        (``on_packet``) receive RED payloads; decoded slot tracks stay plain Opus.
         """
         numpy_audio_level()
         if host_addresses is not None:
@@ -110,7 +116,7 @@ class PodiumClient:
                 join["room"] = room
             client.join_info = await client.request("join", timeout=timeout, **join)
             if media:
-                await client._negotiate(publish, on_packet, audio_level, timeout)
+                await client._negotiate(publish, on_packet, audio_level, red, timeout)
         except BaseException:
             await client.close()
             raise
@@ -121,6 +127,7 @@ class PodiumClient:
         publish: MediaStreamTrack | None,
         on_packet: PacketHandler | None,
         audio_level: bool,
+        red: bool,
         timeout: float,
     ) -> None:
         servers = [
@@ -132,12 +139,17 @@ class PodiumClient:
         if publish is None:
             publish = self._uplink_parked = ParkedTrack()
             self._uplink_rtcp = asyncio.get_running_loop().create_future()
-        uplink = pc.addTransceiver(publish, direction="sendonly").sender
-        if self._uplink_rtcp is not None:
-            park_rtcp(uplink, resume=self._uplink_rtcp)  # no reports about nothing sent
+        transceiver = pc.addTransceiver(publish, direction="sendonly")
+        _offer_codecs(transceiver, red)
+        if red:
+            send_red(transceiver)
+        if self._uplink_rtcp is not None:  # no reports about nothing sent
+            park_rtcp(transceiver.sender, resume=self._uplink_rtcp)
         receivers = []
         for index in range(int(self.join_info["slots"])):
-            receiver = pc.addTransceiver("audio", direction="recvonly").receiver
+            slot = pc.addTransceiver("audio", direction="recvonly")
+            _offer_codecs(slot, red and on_packet is not None)
+            receiver = slot.receiver
             if on_packet is not None:
                 tap_receiver(receiver, _slot_handler(on_packet, index))
             receivers.append(receiver)
@@ -256,6 +268,15 @@ class PodiumClient:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+
+
+def _offer_codecs(transceiver: RTCRtpTransceiver, red: bool) -> None:
+    """Offer Opus, preceded by RED when wanted (the server answers RED wherever offered)."""
+    codecs = RTCRtpSender.getCapabilities("audio").codecs
+    wanted = [c for c in codecs if red and c.mimeType.lower() == RED_MIME]
+    transceiver.setCodecPreferences(
+        wanted + [c for c in codecs if c.mimeType.lower() == "audio/opus"]
+    )
 
 
 def _slot_handler(on_packet: PacketHandler, index: int) -> Callable[[RtpPacket], Awaitable[None]]:

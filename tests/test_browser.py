@@ -116,10 +116,13 @@ def test_chrome_negotiates_opus_dtx_fec_audio_level_bundle_rtcp_mux(
     result = scenario(browser_run, "speaker_interop")
     rtc = result["rtc"]
     answer = rtc["answer"]
-    # The answer Chrome applied: Opus alone, with DTX and in-band FEC.
+    # The answer Chrome applied: RED (RFC 2198) around Opus, RED first so that Chrome sends
+    # it, and Opus with DTX and in-band FEC.
     payload_types = {line.split()[0].split(":")[1] for line in re.findall(r"a=rtpmap:.*", answer)}
-    assert payload_types == {"111"}, payload_types
-    assert "a=rtpmap:111 opus/48000/2" in answer
+    assert payload_types == {"63", "111"}, payload_types
+    assert "a=rtpmap:111 opus/48000/2" in answer and "a=rtpmap:63 red/48000/2" in answer
+    assert "a=fmtp:63 111/111" in answer
+    assert re.search(r"m=audio \d+ UDP/TLS/RTP/SAVPF 63 111\r\n", answer)
     fmtp = re.search(r"a=fmtp:111 (.*)", answer)
     assert fmtp and {"usedtx=1", "useinbandfec=1"} <= set(fmtp.group(1).strip().split(";"))
     assert re.search(r"a=extmap:\d+ urn:ietf:params:rtp-hdrext:ssrc-audio-level", answer)

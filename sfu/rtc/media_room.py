@@ -24,6 +24,7 @@ from sfu.config import MediaConfig
 from sfu.consumer import Consumer
 from sfu.events import RouterEvent
 from sfu.mixer import MediaMode
+from sfu.red import RedEncoder, RedReceiver
 from sfu.room import Room
 from sfu.rtc.levels import PcmDecoder
 from sfu.rtc.mixing import MixingEngine
@@ -60,6 +61,8 @@ class MediaRoom:
         self.stats: Counter[str] = Counter()
         self.forward_time = DurationHistogram()  # one fan-out per inbound packet
         self._decoders: dict[str, PcmDecoder] = {}
+        self._red_uplinks: dict[str, RedReceiver] = {}  # speakers whose uplink is RED
+        self._red_encoders: dict[str, RedEncoder] = {}  # per source: RED for RED subscribers
         self._on_event = on_event
         self._on_peer_lost = on_peer_lost
         self._udp = udp
@@ -85,7 +88,7 @@ class MediaRoom:
         peer = MediaPeer(participant_id, rtc_configuration(), handle_rtp, handle_state, self._udp)
         self.peers[participant_id] = peer
         try:
-            negotiated = await peer.negotiate(offer_sdp, self.config.slots)
+            negotiated = await peer.negotiate(offer_sdp, self.config.slots, self.config.red)
         except BaseException:
             self.peers.pop(participant_id, None)
             await peer.close()
@@ -93,6 +96,8 @@ class MediaRoom:
         if participant_id not in self.room.participants:  # left while we negotiated
             await self._close_peer(participant_id)
             raise NegotiationError("invalid_state", "participant left during negotiation")
+        if negotiated.uplink_red is not None:
+            self._red_uplinks[participant_id] = RedReceiver(*negotiated.uplink_red)
         now = time.monotonic()
         self.room.attach_slots(participant_id, negotiated.forwarders, now)
         self.room.set_uplink(participant_id, negotiated.has_uplink, now)
@@ -122,6 +127,8 @@ class MediaRoom:
     async def leave(self, participant_id: str) -> None:
         self.room.leave(participant_id, time.monotonic())
         self._decoders.pop(participant_id, None)
+        self._red_uplinks.pop(participant_id, None)
+        self._red_encoders.pop(participant_id, None)
         self.mixing.remove(participant_id)
         self._deliver()
         await self._close_peer(participant_id)
@@ -146,15 +153,46 @@ class MediaRoom:
         stats = self.stats
         stats["packets_in"] += 1
         stats["bytes_in"] += len(payload)
+        seq, ts, marker = packet.sequence_number, packet.timestamp, bool(packet.marker)
+        red = self._red_uplinks.get(participant_id)
+        if red is None:
+            await self._route(participant_id, seq, ts, marker, payload, level, now)
+        else:  # RED: the Opus frames it carries, frames we lost recovered first
+            try:
+                frames = red.push(seq, ts, packet.payload_type, payload)
+            except ValueError:
+                self.room.dropped["bad_red"] += 1
+                return
+            for frame in frames:
+                stats["red_recovered"] += frame.recovered
+                await self._route(
+                    participant_id,
+                    frame.sequence_number,
+                    frame.timestamp,
+                    marker and not frame.recovered,
+                    frame.payload,
+                    level,
+                    now,
+                )
+        self.forward_time.observe(time.perf_counter() - started)
+
+    async def _route(
+        self,
+        participant_id: str,
+        seq: int,
+        ts: int,
+        marker: bool,
+        payload: bytes,
+        level: int | None,
+        now: float,
+    ) -> None:
+        """One Opus frame of a speaker: account, measure, mix, fan out."""
         targets = self.room.on_rtp(participant_id, level, len(payload), now)
         if level is None and payload and self.room.wants_pcm(participant_id):
             self._decode_for_levels(participant_id, payload, now)
-        self.mixing.push(participant_id, packet, now)
-        if not targets:
-            return
-        seq, ts, marker = packet.sequence_number, packet.timestamp, bool(packet.marker)
-        await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
-        self.forward_time.observe(time.perf_counter() - started)
+        self.mixing.push(participant_id, seq, ts, payload, now)
+        if targets:
+            await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
 
     async def _fanout(
         self,
@@ -167,15 +205,26 @@ class MediaRoom:
         level: int | None,
         now: float,
     ) -> None:
-        """Write one packet of ``source`` (a speaker, or a mix) to each of its slots."""
+        """Write one packet of ``source`` (a speaker, or a mix) to each of its slots: plain
+        Opus, or RED (the frame and the ones before it) where the subscriber negotiated it."""
         stats = self.stats
         chunk = self.config.fanout_chunk
         sent = failed = 0
+        red = self._red_encoders.get(source)
+        if red is None:
+            red = self._red_encoders[source] = RedEncoder(self.config.red_distance)
+        red.push(seq, ts, payload)
         for i, consumer in enumerate(targets, 1):
             sink = consumer.sink
             if sink is None:  # subscriber's transport not up yet
                 continue
-            data = consumer.forwarder.rewrite(source, seq, ts, marker, payload, level, now)
+            fwd = consumer.forwarder
+            red_pt = fwd.red_payload_type
+            if red_pt is None:
+                data = fwd.rewrite(source, seq, ts, marker, payload, level, now)
+            else:
+                red_payload = red.encode(fwd.payload_type)
+                data = fwd.rewrite(source, seq, ts, marker, red_payload, level, now, red_pt)
             try:
                 sink(data)
                 sent += 1

@@ -26,6 +26,7 @@ from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPac
 
 from sfu.consumer import Sink
 from sfu.forwarder import Forwarder
+from sfu.red import RED_MIME
 from sfu.rtc.stats import DownlinkReport
 from sfu.rtc.tracks import ParkedTrack, RtpHandler, park_rtcp, tap_receiver
 from sfu.rtc.udp_mux import MuxTransport, UdpMux
@@ -49,6 +50,24 @@ class Negotiated:
     answer_sdp: str
     forwarders: tuple[Forwarder, ...]
     has_uplink: bool
+    uplink_red: tuple[int, int] | None = None
+    """(RED, Opus) payload types when the uplink negotiated RED."""
+
+
+def _arrange_codecs(transceiver: RTCRtpTransceiver, red: bool) -> tuple[int, int | None]:
+    """Answer Opus alone, or RED first then Opus: libwebrtc sends RED only when it leads
+    the list.  Returns the (Opus, RED or None) payload types."""
+    codecs = transceiver._codecs
+    opus = next((c for c in codecs if c.mimeType.lower() == "audio/opus"), None)
+    if opus is None or opus.payloadType is None:
+        raise NegotiationError("invalid_sdp", "the offer has no Opus")
+    wrapper = next((c for c in codecs if c.mimeType.lower() == RED_MIME), None) if red else None
+    if wrapper is None or wrapper.payloadType is None:
+        transceiver._codecs = [opus]
+        return opus.payloadType, None
+    wrapper.parameters = {f"{opus.payloadType}/{opus.payloadType}": None}
+    transceiver._codecs = [wrapper, opus]
+    return opus.payloadType, wrapper.payloadType
 
 
 def _level_ext_id(transceiver: RTCRtpTransceiver) -> int | None:
@@ -85,7 +104,7 @@ class MediaPeer:
     def connection_state(self) -> str:
         return str(self.pc.connectionState)
 
-    async def negotiate(self, offer_sdp: str, max_slots: int) -> Negotiated:
+    async def negotiate(self, offer_sdp: str, max_slots: int, red: bool = True) -> Negotiated:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError, ...
@@ -97,19 +116,23 @@ class MediaPeer:
             for ice in {t.receiver.transport.transport for t in transceivers}:
                 self._mux.attach(ice.iceGatherer._connection)
         uplink: RTCRtpTransceiver | None = None
+        uplink_red: tuple[int, int] | None = None
         for transceiver in transceivers:
             if transceiver.kind != "audio":
                 raise NegotiationError("invalid_sdp", "Podium rooms carry audio only")
+            opus_pt, red_pt = _arrange_codecs(transceiver, red)
             offered = transceiver._offerDirection  # our side's direction, as offered
             if offered in ("recvonly", "sendrecv") and uplink is None:
                 uplink = transceiver
                 transceiver.direction = "recvonly"
                 tap_receiver(transceiver.receiver, self._on_rtp)
+                uplink_red = None if red_pt is None else (red_pt, opus_pt)
             elif offered == "sendonly" and len(self._slots) < max_slots:
                 transceiver.direction = "sendonly"
                 transceiver.sender.replaceTrack(ParkedTrack())  # never released
                 park_rtcp(transceiver.sender)  # send_sender_reports does its job
-                self._slots.append((transceiver, self._forwarder(transceiver)))
+                forwarder = self._forwarder(transceiver, opus_pt, red_pt)
+                self._slots.append((transceiver, forwarder))
             else:
                 transceiver.direction = "inactive"
         self._slot_ssrcs = frozenset(fwd.ssrc for _, fwd in self._slots)
@@ -121,14 +144,16 @@ class MediaPeer:
             answer_sdp=self.pc.localDescription.sdp,
             forwarders=tuple(fwd for _, fwd in self._slots),
             has_uplink=uplink is not None,
+            uplink_red=uplink_red,
         )
 
-    def _forwarder(self, transceiver: RTCRtpTransceiver) -> Forwarder:
-        payload_type = transceiver._codecs[0].payloadType
-        assert payload_type is not None  # set from the remote offer
+    def _forwarder(
+        self, transceiver: RTCRtpTransceiver, opus_pt: int, red_pt: int | None
+    ) -> Forwarder:
         return Forwarder(
             ssrc=transceiver.sender._ssrc,  # the SSRC the answer signals and SRs report
-            payload_type=payload_type,
+            payload_type=opus_pt,
+            red_payload_type=red_pt,
             level_ext_id=_level_ext_id(transceiver),
             initial_sequence=random.getrandbits(15),
             initial_timestamp=random.getrandbits(32),

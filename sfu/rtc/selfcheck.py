@@ -138,7 +138,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "learn each slot's audio-level extension id",
         instance=True,
     ),
-    Requirement("aiortc.codecs", "", "CODECS", "advertise Opus with DTX and in-band FEC"),
+    Requirement("aiortc.codecs", "", "CODECS", "advertise Opus with DTX and in-band FEC, and RED"),
     Requirement(
         "aioice.ice",
         "Connection",

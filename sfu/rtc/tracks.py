@@ -10,13 +10,16 @@ from collections.abc import Awaitable, Callable
 import av
 import numpy as np
 import numpy.typing as npt
-from aiortc import MediaStreamTrack, RTCRtpReceiver
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpTransceiver
+from aiortc.codecs.base import Encoder
+from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket
 
+from sfu.red import RED_MIME, RedEncoder
 from sfu.rtp import OPUS_CLOCK_RATE
 
 RtpHandler = Callable[[RtpPacket], Awaitable[None]]
@@ -82,6 +85,44 @@ def park_rtcp(
         await run()
 
     endpoint._run_rtcp = parked  # type: ignore[method-assign]
+
+
+class RedOpusEncoder(Encoder):
+    """aiortc's Opus encoder with its packets wrapped in RED (RFC 2198) around the previous
+    frame, as Chrome sends them, once the answer put RED first (plain Opus otherwise).
+
+    aiortc has no RED: ``send_red`` installs this as a sender's encoder.
+    """
+
+    def __init__(self, transceiver: RTCRtpTransceiver, distance: int = 1) -> None:
+        self._opus = OpusEncoder()
+        self._transceiver = transceiver
+        self._red = RedEncoder(distance)
+        self._packets = 0
+
+    def encode(
+        self, frame: av.frame.Frame, force_keyframe: bool = False
+    ) -> tuple[list[bytes], int]:
+        payloads, timestamp = self._opus.encode(frame, force_keyframe)
+        codecs = self._transceiver._codecs
+        if not payloads or len(codecs) < 2 or codecs[0].mimeType.lower() != RED_MIME:
+            return payloads, timestamp
+        opus_pt = codecs[1].payloadType
+        assert opus_pt is not None
+        wrapped = []
+        for payload in payloads:
+            self._red.push(self._packets & 0xFFFF, timestamp, payload)
+            self._packets += 1
+            wrapped.append(self._red.encode(opus_pt))
+        return wrapped, timestamp
+
+    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:  # type: ignore[type-arg]
+        return self._opus.pack(packet)
+
+
+def send_red(transceiver: RTCRtpTransceiver) -> None:
+    """Make ``transceiver``'s sender send RED where negotiated (before it starts)."""
+    transceiver.sender._RTCRtpSender__encoder = RedOpusEncoder(transceiver)  # type: ignore[attr-defined]
 
 
 class ParkedTrack(MediaStreamTrack):
