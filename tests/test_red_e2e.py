@@ -137,3 +137,40 @@ async def test_losses_are_repaired_from_red_on_both_legs(server: PodiumServer) -
     own = len(lost_down) - len(plain.missing())  # frames the server never had are not its loss
     recovered = sum(red.recovered(s) for s in lost_down)
     assert own >= 5 and recovered >= 0.8 * own, (recovered, own, len(lost_down))
+
+
+async def test_listeners_loss_reaches_the_speaker_in_receiver_reports(
+    server: PodiumServer, connect: Connect
+) -> None:
+    """What turns on a browser's Opus in-band FEC: the server's receiver reports on the
+    speaker's (lossless) uplink carry the loss its listener reports (``sfu.loss``)."""
+    speaker = await connect("speaker", "speaker", publish=ToneTrack(440))
+    assert speaker.pc is not None
+    sender = speaker.pc.getTransceivers()[0].sender
+
+    async def reported_loss() -> int:
+        stats = await sender.getStats()
+        remote = [s for s in stats.values() if s.type == "remote-inbound-rtp"]
+        return int(remote[0].fractionLost) if remote else -1
+
+    await eventually(lambda: len(server.rooms["room1"].media.peers) == 1)
+    relay = ImpairmentRelay(down=Impairment(loss=0.1), seed=5)
+    await relay.start()
+    heard = Packets()
+    listener = await connect_through(
+        relay, server.url, token("lossy"), host_addresses=LOOPBACK, on_packet=heard.on_packet
+    )
+    try:
+        losses: list[int] = []
+
+        async def poll() -> None:
+            while not losses or losses[-1] < 13:  # >= 5 % of 256
+                losses.append(await reported_loss())
+                await asyncio.sleep(0.2)
+
+        await asyncio.wait_for(poll(), 15)
+    finally:
+        await listener.close()
+        relay.close()
+    assert relay.down.dropped > 0
+

@@ -23,6 +23,7 @@ from sfu.activity import ActivityObserver
 from sfu.config import MediaConfig
 from sfu.consumer import Consumer
 from sfu.events import RouterEvent
+from sfu.loss import audience_loss
 from sfu.mixer import MediaMode
 from sfu.red import RedEncoder, RedReceiver
 from sfu.room import Room
@@ -85,7 +86,12 @@ class MediaRoom:
         async def handle_state(state: str) -> None:
             await self._peer_state(participant_id, state)
 
-        peer = MediaPeer(participant_id, rtc_configuration(), handle_rtp, handle_state, self._udp)
+        def heard_loss() -> float:
+            return self._audience_loss(participant_id)
+
+        peer = MediaPeer(
+            participant_id, rtc_configuration(), handle_rtp, handle_state, self._udp, heard_loss
+        )
         self.peers[participant_id] = peer
         try:
             negotiated = await peer.negotiate(offer_sdp, self.config.slots, self.config.red)
@@ -236,6 +242,16 @@ class MediaRoom:
         stats["bytes_out"] += sent * len(payload)
         if failed:
             self.room.dropped["send_error"] += failed
+
+    def _audience_loss(self, speaker: str) -> float:
+        """What the listeners of ``speaker`` lose (``sfu.loss``), for its receiver reports."""
+        losses = []
+        for consumer in self.room.routing.targets(speaker):
+            peer = self.peers.get(consumer.subscriber_id)
+            loss = None if peer is None else peer.downlink_loss(consumer.forwarder.ssrc)
+            if loss is not None:
+                losses.append(loss)
+        return audience_loss(losses)
 
     def _decode_for_levels(self, participant_id: str, payload: bytes, now: float) -> None:
         """Level fallback for clients that send no RFC 6464 extension: decode once, measure."""

@@ -28,7 +28,7 @@ from sfu.consumer import Sink
 from sfu.forwarder import Forwarder
 from sfu.red import RED_MIME
 from sfu.rtc.stats import DownlinkReport
-from sfu.rtc.tracks import ParkedTrack, RtpHandler, park_rtcp, tap_receiver
+from sfu.rtc.tracks import LossSource, ParkedTrack, RtpHandler, park_rtcp, tap_receiver
 from sfu.rtc.udp_mux import MuxTransport, UdpMux
 from sfu.rtcp import ReportBlock, parse_receiver_reports
 from sfu.rtp import AUDIO_LEVEL_URI, OPUS_CLOCK_RATE
@@ -85,8 +85,10 @@ class MediaPeer:
         on_rtp: RtpHandler,
         on_state: Callable[[str], Awaitable[None]],
         mux: UdpMux | None = None,
+        audience_loss: LossSource | None = None,
     ) -> None:
         self.participant_id = participant_id
+        self._audience_loss = audience_loss
         self.pc = RTCPeerConnection(configuration)
         self._mux = mux
         self._on_rtp = on_rtp
@@ -125,7 +127,7 @@ class MediaPeer:
             if offered in ("recvonly", "sendrecv") and uplink is None:
                 uplink = transceiver
                 transceiver.direction = "recvonly"
-                tap_receiver(transceiver.receiver, self._on_rtp)
+                tap_receiver(transceiver.receiver, self._on_rtp, self._audience_loss)
                 uplink_red = None if red_pt is None else (red_pt, opus_pt)
             elif offered == "sendonly" and len(self._slots) < max_slots:
                 transceiver.direction = "sendonly"
@@ -227,6 +229,11 @@ class MediaPeer:
                 jitter_s=block.jitter / OPUS_CLOCK_RATE,
                 rtt_s=rtt,
             )
+
+    def downlink_loss(self, ssrc: int) -> float | None:
+        """The share of packets lost in the latest report on slot stream ``ssrc``."""
+        report = self._downlink.get(ssrc)
+        return None if report is None else report.fraction_lost
 
     def downlink_reports(self) -> list[DownlinkReport]:
         """The latest receiver report about each slot stream this peer receives from us."""

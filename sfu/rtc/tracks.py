@@ -19,14 +19,34 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket
 
+from sfu.loss import fraction_lost_byte
 from sfu.red import RED_MIME, RedEncoder
 from sfu.rtp import OPUS_CLOCK_RATE
 
 RtpHandler = Callable[[RtpPacket], Awaitable[None]]
+LossSource = Callable[[], float]
+
+
+class ReportedStatistics(StreamStatistics):
+    """An uplink's statistics whose receiver reports tell the sender at least the loss
+    ``audience_loss()`` returns (``sfu.loss``: what its listeners lose), so that its
+    Opus encoder plans in-band FEC for them."""
+
+    def __init__(self, clockrate: int, audience_loss: LossSource) -> None:
+        super().__init__(clockrate)
+        self._audience_loss = audience_loss
+
+    @property
+    def fraction_lost(self) -> int:
+        return fraction_lost_byte(super().fraction_lost, self._audience_loss())
+
+
 _FRAME = OPUS_CLOCK_RATE // 50  # 20 ms
 
 
-def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
+def tap_receiver(
+    receiver: RTCRtpReceiver, on_rtp: RtpHandler, audience_loss: LossSource | None = None
+) -> None:
     """Hand decrypted, parsed packets to ``on_rtp`` instead of the jitter buffer.
 
     The receiver is started without its decoder thread (aiortc would start
@@ -34,7 +54,8 @@ def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
     and the statistics behind its RTCP receiver reports are still fed, so the
     remote sender keeps getting truthful loss/jitter reports.  Its RTCP loop
     sleeps until the first packet: a listener's unused uplink would otherwise
-    wake the server about once a second for nothing to report.
+    wake the server about once a second for nothing to report.  With
+    ``audience_loss`` the reports' fraction lost is at least what it returns.
     """
     streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     first_packet: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -43,7 +64,11 @@ def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
     async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
         stats = streams.get(packet.ssrc)
         if stats is None:
-            stats = streams[packet.ssrc] = StreamStatistics(OPUS_CLOCK_RATE)
+            stats = streams[packet.ssrc] = (
+                StreamStatistics(OPUS_CLOCK_RATE)
+                if audience_loss is None
+                else ReportedStatistics(OPUS_CLOCK_RATE, audience_loss)
+            )
             if not first_packet.done():
                 first_packet.set_result(None)
         stats.add(packet)
