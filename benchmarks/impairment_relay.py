@@ -3,8 +3,9 @@
 This kernel has no netem, so tests and ``benchmarks.impairment`` put this
 between one WebRTC client and the server, on loopback: the client is told the
 relay's port instead of the server's (``relayed_answer`` rewrites the answer's
-candidates), the relay forwards each way from its own sockets, and ICE, which
-sees the relay's address, adopts it as a peer-reflexive candidate.
+candidates) and the server the relay's other port instead of the client's
+(``relayed_offer``), so no direct path exists; the relay forwards each way
+from its own sockets.
 
 Only media (RTP/RTCP: first byte 128-191, RFC 7983) is impaired; STUN and
 DTLS pass untouched, so a lossy link still connects promptly.  SRTP leaves
@@ -127,6 +128,17 @@ class ImpairmentRelay:
             if endpoint is not None and endpoint.transport is not None:
                 endpoint.transport.close()
 
+    def relayed_offer(self, sdp: str) -> str:
+        """The client's offer with its UDP candidates pointing at this relay's server side,
+        so the server's checks cannot find a direct path that bypasses the relay."""
+        assert self._back is not None and self._back.transport is not None
+        back = int(self._back.transport.get_extra_info("sockname")[1])
+        return re.sub(
+            r"(a=candidate:\S+ \d+ udp \d+ 127\.0\.0\.1) \d+ typ host",
+            rf"\1 {back} typ host",
+            sdp,
+        )
+
     def relayed_answer(self, sdp: str) -> str:
         """The server's answer with its UDP candidates pointing at this relay instead."""
         found = re.search(r"a=candidate:\S+ \d+ udp \d+ (127\.0\.0\.1) (\d+) typ host", sdp)
@@ -177,6 +189,8 @@ async def connect_through(relay: ImpairmentRelay, url: str, token: str, **kw: An
 
     class Relayed(PodiumClient):
         async def request(self, kind: str, timeout: float = 10.0, **data: Any) -> dict[str, Any]:
+            if kind == "offer":
+                data["sdp"] = relay.relayed_offer(data["sdp"])
             response = await super().request(kind, timeout, **data)
             if kind == "offer":
                 response["sdp"] = relay.relayed_answer(response["sdp"])

@@ -140,6 +140,19 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     Requirement("aiortc.codecs", "", "CODECS", "advertise Opus with DTX and in-band FEC, and RED"),
     Requirement(
+        "aiortc.rtcrtpreceiver",
+        "StreamStatistics",
+        "fraction_lost",
+        "report listeners' loss to a speaker's encoder (tracks.ReportedStatistics)",
+    ),
+    Requirement(
+        "aiortc.rtcrtpsender",
+        "RTCRtpSender",
+        "__encoder",
+        "send RED from the Python client (tracks.send_red)",
+        instance=True,
+    ),
+    Requirement(
         "aioice.ice",
         "Connection",
         "get_component_candidates",
