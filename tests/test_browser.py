@@ -198,6 +198,22 @@ def test_demo_page_raise_hand_invite_accept_speak_chat_mute(browser_run: dict[st
     assert len(result["screenshots"]) == 10
 
 
+@pytest.mark.browser
+def test_chrome_red_through_5_percent_loss_on_both_legs_conceals_little(
+    browser_run: dict[str, Any],
+) -> None:
+    result = scenario(browser_run, "red_through_relay")
+    for leg in ("speaker_answer", "listener_answer"):  # RED negotiated, and first
+        assert re.search(r"m=audio \d+ UDP/TLS/RTP/SAVPF 63 111\r\n", result[leg]), leg
+    window = result["window"]
+    assert result["relay_dropped"]["uplink"] > 0 and result["relay_dropped"]["downlink"] > 0
+    assert result["server_red_recovered"] > 0  # the uplink's losses repaired by the server
+    loss = window["packetsLost"] / (window["packetsLost"] + window["packetsReceived"])
+    concealed = window["concealedSamples"] / window["totalSamplesReceived"]
+    assert loss > 0.01, window  # the listener's own leg really lost packets
+    assert concealed < loss / 3, (concealed, loss, window)
+
+
 def test_browser_tests_stay_fast(browser_run: dict[str, Any]) -> None:
     assert browser_run["wall_seconds"] < 90, browser_run["wall_seconds"]
 
