@@ -162,43 +162,29 @@ class MediaRoom:
         seq, ts, marker = packet.sequence_number, packet.timestamp, bool(packet.marker)
         red = self._red_uplinks.get(participant_id)
         if red is None:
-            await self._route(participant_id, seq, ts, marker, payload, level, now)
+            frames: list[tuple[int, int, bool, bytes]] = [(seq, ts, marker, payload)]
         else:  # RED: the Opus frames it carries, frames we lost recovered first
             try:
-                frames = red.push(seq, ts, packet.payload_type, payload)
+                unwrapped = red.push(seq, ts, packet.payload_type, payload)
             except ValueError:
                 self.room.dropped["bad_red"] += 1
                 return
-            for frame in frames:
-                stats["red_recovered"] += frame.recovered
-                await self._route(
-                    participant_id,
-                    frame.sequence_number,
-                    frame.timestamp,
-                    marker and not frame.recovered,
-                    frame.payload,
-                    level,
-                    now,
-                )
-        self.forward_time.observe(time.perf_counter() - started)
-
-    async def _route(
-        self,
-        participant_id: str,
-        seq: int,
-        ts: int,
-        marker: bool,
-        payload: bytes,
-        level: int | None,
-        now: float,
-    ) -> None:
-        """One Opus frame of a speaker: account, measure, mix, fan out."""
-        targets = self.room.on_rtp(participant_id, level, len(payload), now)
-        if level is None and payload and self.room.wants_pcm(participant_id):
-            self._decode_for_levels(participant_id, payload, now)
-        self.mixing.push(participant_id, seq, ts, payload, now)
-        if targets:
-            await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
+            frames = [
+                (f.sequence_number, f.timestamp, marker and not f.recovered, f.payload)
+                for f in unwrapped
+            ]
+            stats["red_recovered"] += sum(f.recovered for f in unwrapped)
+        routed = False
+        for seq, ts, marker, payload in frames:
+            targets = self.room.on_rtp(participant_id, level, len(payload), now)
+            if level is None and payload and self.room.wants_pcm(participant_id):
+                self._decode_for_levels(participant_id, payload, now)
+            self.mixing.push(participant_id, seq, ts, payload, now)
+            if targets:
+                routed = True
+                await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
+        if routed:
+            self.forward_time.observe(time.perf_counter() - started)
 
     async def _fanout(
         self,
