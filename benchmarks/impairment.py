@@ -17,8 +17,9 @@ Figures:
   with RED, found in a later packet's redundancy) / frames sent to it;
 - ``onset_delay_ms_p50`` / ``_p95``: a spurt's first voiced packet's arrival
   after the speaker's first voiced frame, less that spurt's steady-state
-  one-way delay (median of its last 20 voiced packets): the part of the
-  first-audio delay that onsets add;
+  one-way delay (median over its voiced packets, matched to sent frames by
+  sequence number): the part of the first-audio delay that onsets add,
+  including a lost first frame (+20 ms each);
 - ``short_sound_delivery``: share of (burst, listener) pairs where the burst
   arrived (a voiced packet, or for RED listeners a lost one repaired from
   redundancy within the burst's 300 ms);
@@ -113,12 +114,34 @@ class Listener:
                 return len(blocks) - 1 >= seq - lost and bool(blocks[-1 - (seq - lost)].data)
         return False
 
-    def voiced(self, start: float, end: float) -> list[float]:
+    def voiced(self, start: float, end: float) -> list[tuple[int, float]]:
+        """(sequence number, arrival) of the voiced packets that arrived in the window."""
         return sorted(
-            at
-            for at, level, _ in self.got.values()
+            (seq, at)
+            for seq, (at, level, _) in self.got.items()
             if start <= at < end and level is not None and level <= VOICE_LEVEL
         )
+
+    def onset_ms(self, sent: list[float], start: float) -> float | None:
+        """First voiced arrival after ``sent[0]`` less the spurt's steady one-way delay.
+
+        Packets are matched to sent frames by sequence number from the first voiced
+        arrival, which is sent frame ``j``: ``j`` counts the packets lost just before it
+        (taken as voiced: a lost onset delays the first audio by a frame each).
+        """
+        got = self.voiced(start - 0.1, start + SPURT + 0.5)
+        if not sent or len(got) < 20:
+            return None
+        first_seq, first_at = got[0]
+        j, lowest = 0, min(self.got)
+        while j < 3 and lowest < first_seq - j - 1 and first_seq - j - 1 not in self.got:
+            j += 1
+        delays = sorted(
+            at - sent[seq - first_seq + j]
+            for seq, at in got
+            if 0 <= seq - first_seq + j < len(sent)
+        )
+        return (first_at - sent[0] - delays[len(delays) // 2]) * 1000
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -203,17 +226,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return lost / frames if frames else float("nan")
 
     onsets: list[float] = []
+    onsets_by_kind: dict[bool, list[float]] = {True: [], False: []}
     deliveries = {True: [0, 0], False: [0, 0]}
     for c in range(cycles):
         start = epoch + c * CYCLE
         sent = [at for at, v in track.sent if v and start - 0.1 <= at < start + SPURT + 0.1]
         burst = epoch + c * CYCLE + BURST_AT - 0.05  # its frame leaves when the frame starts
         for listener in listeners:
-            got = listener.voiced(start - 0.1, start + SPURT + 0.5)
-            if sent and len(got) >= 20:
-                tail = [g - t for g, t in zip(got[-20:], sent[-20:], strict=True)]
-                steady = sorted(tail)[len(tail) // 2]
-                onsets.append((got[0] - sent[0] - steady) * 1000)
+            onset = listener.onset_ms(sent, start)
+            if onset is not None:
+                onsets.append(onset)
+                onsets_by_kind[listener.red].append(onset)
             arrived = bool(listener.voiced(burst, burst + WINDOW))
             if not arrived and listener.red:
                 window = [
@@ -234,6 +257,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "unrecovered_ratio_plain": round(unrecovered(False), 4),
         "onset_delay_ms_p50": round(percentile(onsets, 50), 1),
         "onset_delay_ms_p95": round(percentile(onsets, 95), 1),
+        "onset_delay_ms_p95_red": round(percentile(onsets_by_kind[True], 95), 1),
+        "onset_delay_ms_p95_plain": round(percentile(onsets_by_kind[False], 95), 1),
         "onsets_measured": len(onsets),
         "short_sound_delivery": round(delivered / bursts, 4) if bursts else None,
         "short_sound_delivery_red": round(deliveries[True][0] / max(1, deliveries[True][1]), 4),
