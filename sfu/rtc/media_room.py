@@ -294,5 +294,6 @@ class MediaRoom:
         data = self.room.dump()
         data["peers"] = {pid: p.connection_state for pid, p in self.peers.items()}
         data["stats"] = dict(self.stats)
+        data["red_uplinks"] = {pid: red.recovered for pid, red in self._red_uplinks.items()}
         data["mixing"] = self.mixing.dump()
         return data
