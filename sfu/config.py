@@ -29,6 +29,13 @@ class MediaConfig:
     sender_report_interval: float = 5.0
     """How often each peer gets one RTCP sender report covering its active slots
     (libwebrtc's interval for audio; RTT estimates refresh at this pace)."""
+    red: bool = True
+    """Negotiate RED (RFC 2198, Opus inside) with peers that offer it: their uplink losses
+    are repaired from its redundancy, and their slots get each frame with the previous
+    ``red_distance`` ones (other peers get plain Opus)."""
+    red_distance: int = 1
+    """Frames of redundancy the server adds for RED subscribers (RFC 2198 allows more;
+    Chrome sends 1)."""
     mix_speakers: int = 3
     """Mix mode and recordings: the loudest speakers mixed together."""
     mix_jitter_delay: float = 0.02
@@ -45,5 +52,7 @@ class MediaConfig:
             raise ValueError(f"unknown slot policy {self.slot_policy!r}")
         if self.slots < 1:
             raise ValueError("slots must be at least 1")
+        if not 0 <= self.red_distance <= 3:
+            raise ValueError("red_distance must be 0..3")
         if self.mix_speakers < 1:
             raise ValueError("mix_speakers must be at least 1")

@@ -55,6 +55,8 @@ _IDLE = READ_LAG * PTIME  # a producer whose newest packet is older than this is
 _AGES = np.arange(_HISTORY)
 _EMPTY_CELL = np.iinfo(np.int64).min  # decodes to a slot no packet can have
 _UNKNOWN_FLOOR = SILENCE + 1
+_NO_FLOOR = 0  # the floor in use while none is learnt: digital silence
+FLOOR_SOUNDS = 50  # non-silent packets (1 s) heard before a learnt floor is used
 _MEDIUM_LOUDNESS = (MEDIUM_THRESHOLD + 1) * SUBBAND  # loudness = 127 - level
 
 
@@ -99,7 +101,7 @@ class DominantSpeakerDetector(LevelFeed):
     now, which a few Python comparisons on the newest packets settle; only
     then are the packets placed and all scales computed, vectorised across
     producers.  Noise floors learnt from the packets take effect once a
-    second, so a producer is heard from its first full second on.  Removing
+    second (until a producer's floor is learnt, it is digital silence).  Removing
     the dominant producer forces a decision at the next tick, against
     silence: the most active remaining producer takes over, or nobody if all
     are quiet.
@@ -115,6 +117,7 @@ class DominantSpeakerDetector(LevelFeed):
         self._floor = np.zeros(0, dtype=np.int64)  # noise floor in use, as loudness
         self._learnt = np.zeros(0, dtype=np.int64)  # noise floor as of the last packet
         self._quietest = np.zeros(0, dtype=np.int64)  # since the floor last rose
+        self._sounds = np.zeros(0, dtype=np.int64)  # non-silent packets heard
         # Each producer's last placed packet (loudness, arrival time), and
         # the floors in use as a list, for the per-tick pre-check.
         self._newest: list[tuple[int, float]] = []
@@ -235,13 +238,19 @@ class DominantSpeakerDetector(LevelFeed):
         heard = np.minimum.reduceat(np.where(loud > 0, loud, _UNKNOWN_FLOOR), first)
         self._learnt[fed] = np.minimum(self._learnt[fed], heard)
         self._quietest[fed] = np.minimum(self._quietest[fed], heard)
+        self._sounds[fed] += np.add.reduceat((loud > 0).astype(np.int64), first)
 
     def _publish_floors(self, now: float) -> None:
         """Put the learnt noise floors in use.
 
         A floor drops at once to the quietest frame heard; every 15 s it rises
         to the geometric mean of itself and the quietest frame since, so that
-        speech cannot drag it up quickly.
+        speech cannot drag it up quickly.  Until a producer has sent a second's
+        worth of packets that are not digital silence, its floor is silence:
+        a floor learnt from the first syllables of a mic that is otherwise
+        digitally silent would be the voice itself, and its first turn took
+        up to 1.1 s instead of 0.4 s.  Meanwhile only sounds louder than -47
+        dBov count on the medium scale.
         """
         if self._floor_since is None:
             self._floor_since = now
@@ -251,7 +260,8 @@ class DominantSpeakerDetector(LevelFeed):
             self._learnt = np.where(both, risen, self._learnt)
             self._quietest[:] = _UNKNOWN_FLOOR
             self._floor_since = now
-        self._floor = self._learnt.copy()
+        known = (self._learnt < _UNKNOWN_FLOOR) & (self._sounds >= FLOOR_SOUNDS)
+        self._floor = np.where(known, self._learnt, _NO_FLOOR)
         self._floors = self._floor.tolist()
 
     def _decide(self, now: float) -> str | None:
@@ -292,11 +302,12 @@ class DominantSpeakerDetector(LevelFeed):
     def _row_added(self) -> None:
         self._ring = np.vstack([self._ring, np.full((1, _SLOTS), _EMPTY_CELL)])
         self._head = np.append(self._head, np.iinfo(np.int64).min // 2)
-        self._floor = np.append(self._floor, _UNKNOWN_FLOOR)
+        self._floor = np.append(self._floor, _NO_FLOOR)
         self._learnt = np.append(self._learnt, _UNKNOWN_FLOOR)
         self._quietest = np.append(self._quietest, _UNKNOWN_FLOOR)
+        self._sounds = np.append(self._sounds, 0)
         self._newest.append((0, -math.inf))
-        self._floors.append(_UNKNOWN_FLOOR)
+        self._floors.append(_NO_FLOOR)
 
     def _row_removed(self, row: int) -> None:
         self._ring = np.delete(self._ring, row, axis=0)
@@ -304,6 +315,7 @@ class DominantSpeakerDetector(LevelFeed):
         self._floor = np.delete(self._floor, row)
         self._learnt = np.delete(self._learnt, row)
         self._quietest = np.delete(self._quietest, row)
+        self._sounds = np.delete(self._sounds, row)
         del self._newest[row]
         del self._floors[row]
         self._locate_dominant()

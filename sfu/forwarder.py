@@ -18,7 +18,10 @@ from sfu.rtp import FRAME_SAMPLES, OPUS_CLOCK_RATE, build_header
 class Forwarder:
     ssrc: int
     payload_type: int
+    """The subscriber's Opus payload type."""
     level_ext_id: int | None = None
+    red_payload_type: int | None = None
+    """Set when the subscriber negotiated RED (RFC 2198): it gets RED payloads."""
     initial_sequence: int = 0
     initial_timestamp: int = 0
     clock_rate: int = OPUS_CLOCK_RATE
@@ -45,8 +48,10 @@ class Forwarder:
         payload: bytes,
         level: int | None,
         now: float,
+        payload_type: int | None = None,
     ) -> bytes:
-        """Return the packet to send to this slot's subscriber."""
+        """Return the packet to send to this slot's subscriber (``payload_type``: the
+        payload's, when not plain Opus)."""
         if source != self.source:
             self._resync(source, sequence_number, timestamp, now)
             marker = True
@@ -59,7 +64,15 @@ class Forwarder:
         self.packets += 1
         self.octets += len(payload)
         return (
-            build_header(self.payload_type, marker, seq, ts, self.ssrc, self.level_ext_id, level)
+            build_header(
+                self.payload_type if payload_type is None else payload_type,
+                marker,
+                seq,
+                ts,
+                self.ssrc,
+                self.level_ext_id,
+                level,
+            )
             + payload
         )
 

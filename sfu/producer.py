@@ -8,6 +8,10 @@ from sfu.rtp import SILENCE_LEVEL
 
 VOICE_LEVEL = 40
 """RFC 6464 level at or below which (louder than -40 dBov) a packet counts as voice."""
+DTX_MAX_BYTES = 2
+"""An Opus payload this short is a DTX packet: a TOC byte (and at most one more), no
+audio.  libwebrtc sends one when its encoder enters DTX; it is silence whatever
+level its header claims."""
 _VOICE_ALPHA = 0.1  # per 20 ms packet: ~7 voiced packets in a row lift the EMA past 0.5
 
 

@@ -28,8 +28,9 @@ from sfu.forwarder import Forwarder
 from sfu.levels import pcm_level
 from sfu.mixer import Mixer
 from sfu.participant import Participant
-from sfu.producer import Producer
+from sfu.producer import DTX_MAX_BYTES, VOICE_LEVEL, Producer
 from sfu.routing import RoutingTable
+from sfu.rtp import SILENCE_LEVEL
 from sfu.slots import ArrivalOrderPolicy, Layout, Ranking, SlotPolicy, assign_slots
 from sfu.stats import DropReason
 from sfu.streams import Sink, SlotFormat, SlotStream, StreamKey
@@ -57,6 +58,12 @@ class Room:
         self.dropped: Counter[str] = Counter()
         self._events: deque[RouterEvent] = deque()
         self._ranking = Ranking()
+        # Subscribers with an empty slot: a speech onset may take one at once.
+        self._free: set[str] = set()
+        # Producers whose onset found no slot since the last tick: not retried per packet.
+        self._onset_refused: set[str] = set()
+        self.onsets = 0
+        """Packets that took an empty slot at once (``on_rtp``), not at a tick."""
         self.mixer: Mixer | None = None
         """Set in mix mode: its layouts replace the slot policy's, speakers' packets go to it."""
         self.slots = slots
@@ -80,6 +87,7 @@ class Room:
         participant = self.participants.pop(participant_id, None)
         if participant is not None:
             self._routable.pop(participant_id, None)
+            self._free.discard(participant_id)
             if participant_id in self.observer.producers:
                 self.observer.remove_producer(participant_id)
             # Its own consumers must leave their streams even if nobody else's layout changes.
@@ -160,11 +168,21 @@ class Room:
     def on_rtp(
         self, participant_id: str, level: int | None, size: int, now: float
     ) -> tuple[SlotStream, ...]:
-        """Account one inbound packet; return the slot streams it must be written to."""
+        """Account one inbound packet (``size``: its Opus payload); return the slot streams
+        it must be written to.
+
+        A voiced packet of a routable producer that has no slot while some
+        subscriber has an empty one re-runs the slot policy at once, so the
+        first packet of a talk spurt (or a lone short sound) is forwarded
+        rather than waiting for the next tick; competing for full slots is
+        left to the policy's hysteresis at the tick.
+        """
         participant = self.participants.get(participant_id)
         if participant is None:
             self.dropped[DropReason.NO_ROUTE] += 1
             return _NO_TARGETS
+        if size <= DTX_MAX_BYTES and level is not None:
+            level = SILENCE_LEVEL
         producer = participant.producer
         producer.on_packet(level, size, now)
         if not producer.allowed:
@@ -178,8 +196,28 @@ class Room:
         if self.mixer is not None:
             return _NO_TARGETS  # mix mode: the I/O layer hands the packet to the mixer
         targets = self.routing.targets(participant_id)
+        if not targets and level is not None and level <= VOICE_LEVEL:
+            targets = self._onset(participant_id, now)
         if not targets:
             self.dropped[DropReason.NOT_SELECTED] += 1
+        return targets
+
+    def _onset(self, participant_id: str, now: float) -> tuple[SlotStream, ...]:
+        # An empty slot: the audience's (shared by every listener), or a personal layout's
+        # other than the speaker's own.
+        free = None in self.audience or bool(self._free - {participant_id})
+        if (
+            participant_id in self._onset_refused
+            or not free
+            or not self.participants[participant_id].producer.routable
+        ):
+            return _NO_TARGETS
+        self._reassign(now)
+        targets = self.routing.targets(participant_id)
+        if not targets:
+            self._onset_refused.add(participant_id)
+        else:
+            self.onsets += 1
         return targets
 
     def wants_pcm(self, participant_id: str) -> bool:
@@ -196,6 +234,7 @@ class Room:
     def tick(self, now: float) -> None:
         """Run the detectors; re-run the slot policy when the ranking moved."""
         self._events.extend(self.observer.tick(now))
+        self._onset_refused.clear()
         if self._rank(now) != self._ranking:
             self._reassign(now)
 
@@ -242,6 +281,10 @@ class Room:
                 else:
                     new = assign_slots(old, ranking, participant.id)
                 changed |= self._bind(participant, new, now)
+                if None in new:
+                    self._free.add(participant.id)
+                else:
+                    self._free.discard(participant.id)
             else:
                 new = audience
                 changed |= self._bind(participant, None, now)
@@ -315,6 +358,7 @@ class Room:
         return Forwarder(
             ssrc=self.slot_ssrcs(key.slot + 1)[key.slot],
             payload_type=key.format.payload_type,
+            red_payload_type=key.format.red_payload_type,
             level_ext_id=key.format.level_ext_id,
             initial_sequence=self._rng.getrandbits(15),
             initial_timestamp=self._rng.getrandbits(32),
@@ -341,7 +385,7 @@ class Room:
             "routing_entries": self.routing.entries,
             "audience": list(self.audience),
             "streams": {
-                f"{k.owner or '*'}#{k.slot}/{k.format.payload_type}/{k.format.variant}": {
+                _stream_name(k): {
                     "source": s.source,
                     "receivers": s.receivers,
                     "packets": s.forwarder.packets,
@@ -349,4 +393,11 @@ class Room:
                 for k, s in self.streams.items()
             },
             "dropped": dict(self.dropped),
+            "onsets": self.onsets,
         }
+
+
+def _stream_name(key: StreamKey) -> str:
+    """``owner#slot/pt``, ``owner`` ``*`` for the audience's, ``pt`` RED's where it is RED."""
+    payload = key.format.red_payload_type or key.format.payload_type
+    return f"{key.owner or '*'}#{key.slot}/{payload}"

@@ -24,6 +24,8 @@ class DropReason(StrEnum):
     """Silent, or not among the speakers the slots carry."""
     SEND_ERROR = "send_error"
     """Per subscriber: its transport refused the datagram."""
+    BAD_RED = "bad_red"
+    """A RED (RFC 2198) packet whose block headers do not add up."""
 
 
 FORWARD_BUCKETS: tuple[float, ...] = (

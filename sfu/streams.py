@@ -47,15 +47,16 @@ class Subscriber(Protocol):
 class SlotFormat:
     """What a subscriber negotiated for a slot: the bytes of its stream depend on nothing else.
 
-    ``variant`` names the payload the stream carries, so that subscribers who
-    negotiated e.g. RFC 2198 redundancy (``"red"``) share one stream and the
-    others another, with no per-listener work: the I/O layer picks the payload
-    by variant once per stream.
+    Subscribers who negotiated RFC 2198 redundancy (``red_payload_type``) share one
+    stream carrying RED, the others one carrying plain Opus, with no per-listener
+    work: the I/O layer builds each payload once per stream.
     """
 
     payload_type: int
+    """Opus's payload type (inside RED too)."""
     level_ext_id: int | None = None
-    variant: str = "opus"
+    red_payload_type: int | None = None
+    """RED's payload type where the subscriber negotiated RED, else None: plain Opus."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,9 @@ from sfu.activity import ActivityObserver
 from sfu.config import MediaConfig
 from sfu.errors import MediaError, MediaErrorKind
 from sfu.events import RouterEvent
+from sfu.loss import audience_loss
 from sfu.mixer import MediaMode, MediaModeState
+from sfu.red import RedEncoder, RedReceiver
 from sfu.room import Room
 from sfu.rtc.levels import PcmDecoder
 from sfu.rtc.mixing import MixingEngine
@@ -70,6 +72,8 @@ class MediaRoom:
         self.stats: Counter[str] = Counter()
         self.forward_time = DurationHistogram()  # one fan-out per inbound packet
         self._decoders: dict[str, PcmDecoder] = {}
+        self._red_uplinks: dict[str, RedReceiver] = {}  # speakers whose uplink is RED
+        self._red_encoders: dict[str, RedEncoder] = {}  # per source: RED for RED subscribers
         self._on_event = on_event
         self._on_peer_lost = on_peer_lost
         self._udp = udp
@@ -92,10 +96,17 @@ class MediaRoom:
         async def handle_state(state: str) -> None:
             await self._peer_state(participant_id, state)
 
-        peer = MediaPeer(participant_id, rtc_configuration(), handle_rtp, handle_state, self._udp)
+        def heard_loss() -> float:
+            return self._audience_loss(participant_id)
+
+        peer = MediaPeer(
+            participant_id, rtc_configuration(), handle_rtp, handle_state, self._udp, heard_loss
+        )
         self.peers[participant_id] = peer
         try:
-            negotiated = await peer.negotiate(offer_sdp, self.room.slot_ssrcs(self.config.slots))
+            negotiated = await peer.negotiate(
+                offer_sdp, self.room.slot_ssrcs(self.config.slots), self.config.red
+            )
         except BaseException:
             self.peers.pop(participant_id, None)
             await peer.close()
@@ -103,6 +114,8 @@ class MediaRoom:
         if participant_id not in self.room.participants:  # left while we negotiated
             await self._close_peer(participant_id)
             raise MediaError(MediaErrorKind.INVALID_STATE, "participant left during negotiation")
+        if negotiated.uplink_red is not None:
+            self._red_uplinks[participant_id] = RedReceiver(*negotiated.uplink_red)
         now = time.monotonic()
         self.room.attach_slots(participant_id, negotiated.formats, now)
         self.room.set_uplink(participant_id, negotiated.has_uplink, now)
@@ -154,6 +167,8 @@ class MediaRoom:
     async def leave(self, participant_id: str) -> None:
         self.room.leave(participant_id, time.monotonic())
         self._decoders.pop(participant_id, None)
+        self._red_uplinks.pop(participant_id, None)
+        self._red_encoders.pop(participant_id, None)
         self.mixing.remove(participant_id)
         self._deliver()
         await self._close_peer(participant_id)
@@ -178,15 +193,32 @@ class MediaRoom:
         stats = self.stats
         stats["packets_in"] += 1
         stats["bytes_in"] += len(payload)
-        targets = self.room.on_rtp(participant_id, level, len(payload), now)
-        if level is None and payload and self.room.wants_pcm(participant_id):
-            self._decode_for_levels(participant_id, payload, now)
-        self.mixing.push(participant_id, packet, now)
-        if not targets:
-            return
         seq, ts, marker = packet.sequence_number, packet.timestamp, bool(packet.marker)
-        await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
-        self.forward_time.observe(time.perf_counter() - started)
+        red = self._red_uplinks.get(participant_id)
+        if red is None:
+            frames: list[tuple[int, int, bool, bytes]] = [(seq, ts, marker, payload)]
+        else:  # RED: the Opus frames it carries, frames we lost recovered first
+            try:
+                unwrapped = red.push(seq, ts, packet.payload_type, payload)
+            except ValueError:
+                self.room.dropped[DropReason.BAD_RED] += 1
+                return
+            frames = [
+                (f.sequence_number, f.timestamp, marker and not f.recovered, f.payload)
+                for f in unwrapped
+            ]
+            stats["red_recovered"] += sum(f.recovered for f in unwrapped)
+        routed = False
+        for seq, ts, marker, payload in frames:
+            targets = self.room.on_rtp(participant_id, level, len(payload), now)
+            if level is None and payload and self.room.wants_pcm(participant_id):
+                self._decode_for_levels(participant_id, payload, now)
+            self.mixing.push(participant_id, seq, ts, payload, now)
+            if targets:
+                routed = True
+                await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
+        if routed:
+            self.forward_time.observe(time.perf_counter() - started)
 
     async def _fanout(
         self,
@@ -200,15 +232,27 @@ class MediaRoom:
         now: float,
     ) -> None:
         """Write one packet of ``source`` (a speaker, or a mix) to each of its slot streams:
-        one header rewrite per stream, then only each receiver's sink (SRTP + queue)."""
+        one header rewrite per stream (plain Opus, or RED: the frame and the ones before
+        it, for streams whose subscribers negotiated it), then only each receiver's sink
+        (SRTP + queue)."""
         stats = self.stats
         chunk = self.config.fanout_chunk
         sent = failed = 0
+        red = self._red_encoders.get(source)
+        if red is None:
+            red = self._red_encoders[source] = RedEncoder(self.config.red_distance)
+        red.push(seq, ts, payload)
         for stream in targets:
             sinks, patched = stream.sinks, stream.patched
             if not sinks and not patched:  # nobody's transport is up yet
                 continue
-            data = stream.forwarder.rewrite(source, seq, ts, marker, payload, level, now)
+            fwd = stream.forwarder
+            red_pt = fwd.red_payload_type
+            if red_pt is None:
+                data = fwd.rewrite(source, seq, ts, marker, payload, level, now)
+            else:
+                red_payload = red.encode(fwd.payload_type)
+                data = fwd.rewrite(source, seq, ts, marker, red_payload, level, now, red_pt)
             for start in range(0, len(sinks), chunk):
                 if start:  # let the loop breathe inside a big audience
                     await asyncio.sleep(0)
@@ -222,6 +266,17 @@ class MediaRoom:
         stats["bytes_out"] += sent * len(payload)
         if failed:
             self.room.dropped[DropReason.SEND_ERROR] += failed
+
+    def _audience_loss(self, speaker: str) -> float:
+        """What the listeners of ``speaker`` lose (``sfu.loss``), for its receiver reports."""
+        losses = []
+        for stream in self.room.routing.targets(speaker):
+            for member in stream.members:
+                peer = self.peers.get(member.subscriber_id)
+                loss = None if peer is None else peer.downlink_loss(stream.forwarder.ssrc)
+                if loss is not None:
+                    losses.append(loss)
+        return audience_loss(losses)
 
     def _decode_for_levels(self, participant_id: str, payload: bytes, now: float) -> None:
         """Level fallback for clients that send no RFC 6464 extension: decode once, measure."""
@@ -298,5 +353,6 @@ class MediaRoom:
         data = self.room.dump()
         data["peers"] = {pid: p.connection_state for pid, p in self.peers.items()}
         data["stats"] = dict(self.stats)
+        data["red_uplinks"] = {pid: red.recovered for pid, red in self._red_uplinks.items()}
         data["mixing"] = self.mixing.dump()
         return data

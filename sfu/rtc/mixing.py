@@ -29,7 +29,6 @@ from typing import Any
 
 import av
 import numpy as np
-from aiortc.rtp import RtpPacket
 
 from sfu.config import MediaConfig
 from sfu.jitter import Lost, Packet, Unit
@@ -201,15 +200,13 @@ class MixingEngine:
         return recorder.close() if recorder is not None else 0.0
 
     # -- packets ---------------------------------------------------------
-    def push(self, participant_id: str, packet: RtpPacket, now: float) -> None:
-        """A speaker's packet, while the clock runs (the room already accounted it)."""
-        if self._clock is None or not packet.payload:
+    def push(self, participant_id: str, seq: int, ts: int, payload: bytes, now: float) -> None:
+        """A speaker's Opus frame, while the clock runs (the room already accounted it)."""
+        if self._clock is None or not payload:
             return
         participant = self.room.participants.get(participant_id)
         if participant is not None and participant.producer.routable:
-            self.mixer.push(
-                participant_id, packet.sequence_number, packet.timestamp, packet.payload, now
-            )
+            self.mixer.push(participant_id, seq, ts, payload, now)
 
     def remove(self, participant_id: str) -> None:
         self.mixer.remove(participant_id)

@@ -25,7 +25,9 @@ from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPac
 
 from sfu.consumer import Consumer
 from sfu.errors import MediaError, MediaErrorKind
+from sfu.red import RED_MIME
 from sfu.rtc.tracks import (
+    LossSource,
     ParkedTrack,
     RtpHandler,
     idle_sender,
@@ -46,6 +48,24 @@ class Negotiated:
     answer_sdp: str
     formats: tuple[SlotFormat, ...]
     has_uplink: bool
+    uplink_red: tuple[int, int] | None = None
+    """(RED, Opus) payload types when the uplink negotiated RED."""
+
+
+def _arrange_codecs(transceiver: RTCRtpTransceiver, red: bool) -> tuple[int, int | None]:
+    """Answer Opus alone, or RED first then Opus: libwebrtc sends RED only when it leads
+    the list.  Returns the (Opus, RED or None) payload types."""
+    codecs = transceiver._codecs
+    opus = next((c for c in codecs if c.mimeType.lower() == "audio/opus"), None)
+    if opus is None or opus.payloadType is None:
+        raise MediaError(MediaErrorKind.INVALID_OFFER, "the offer has no Opus")
+    wrapper = next((c for c in codecs if c.mimeType.lower() == RED_MIME), None) if red else None
+    if wrapper is None or wrapper.payloadType is None:
+        transceiver._codecs = [opus]
+        return opus.payloadType, None
+    wrapper.parameters = {f"{opus.payloadType}/{opus.payloadType}": None}
+    transceiver._codecs = [wrapper, opus]
+    return opus.payloadType, wrapper.payloadType
 
 
 def _level_ext_id(transceiver: RTCRtpTransceiver) -> int | None:
@@ -56,9 +76,12 @@ def _level_ext_id(transceiver: RTCRtpTransceiver) -> int | None:
 
 
 def _format(transceiver: RTCRtpTransceiver) -> SlotFormat:
-    payload_type = transceiver._codecs[0].payloadType
-    assert payload_type is not None  # set from the remote offer
-    return SlotFormat(payload_type, _level_ext_id(transceiver))
+    """The slot's stream format: plain Opus, or RED around it when RED leads the answer."""
+    codecs = transceiver._codecs
+    opus = codecs[-1].payloadType  # _arrange_codecs: [opus] or [red, opus]
+    assert opus is not None  # set from the remote offer
+    red = codecs[0].payloadType if len(codecs) > 1 else None
+    return SlotFormat(opus, _level_ext_id(transceiver), red_payload_type=red)
 
 
 class MediaPeer:
@@ -69,8 +92,10 @@ class MediaPeer:
         on_rtp: RtpHandler,
         on_state: Callable[[str], Awaitable[None]],
         mux: UdpMux | None = None,
+        audience_loss: LossSource | None = None,
     ) -> None:
         self.participant_id = participant_id
+        self._audience_loss = audience_loss
         self.pc = RTCPeerConnection(configuration)
         self._mux = mux
         self._on_rtp = on_rtp
@@ -88,9 +113,12 @@ class MediaPeer:
     def connection_state(self) -> str:
         return str(self.pc.connectionState)
 
-    async def negotiate(self, offer_sdp: str, slot_ssrcs: Sequence[int]) -> Negotiated:
+    async def negotiate(
+        self, offer_sdp: str, slot_ssrcs: Sequence[int], red: bool = True
+    ) -> Negotiated:
         """Answer with at most ``len(slot_ssrcs)`` slots, slot i sending as ``slot_ssrcs[i]``
-        (the room's: every subscriber's slot i carries byte-identical RTP)."""
+        (the room's: every subscriber's slot i carries byte-identical RTP); RED first
+        wherever offered, when ``red``."""
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except Exception as exc:  # aiortc raises ValueError, OperationError, KeyError, ...
@@ -102,14 +130,17 @@ class MediaPeer:
             for ice in {t.receiver.transport.transport for t in transceivers}:
                 self._mux.attach(ice.iceGatherer._connection)
         uplink: RTCRtpTransceiver | None = None
+        uplink_red: tuple[int, int] | None = None
         for transceiver in transceivers:
             if transceiver.kind != "audio":
                 raise MediaError(MediaErrorKind.INVALID_OFFER, "Podium rooms carry audio only")
+            opus_pt, red_pt = _arrange_codecs(transceiver, red)
             offered = transceiver._offerDirection  # our side's direction, as offered
             if offered in ("recvonly", "sendrecv") and uplink is None:
                 uplink = transceiver
                 transceiver.direction = "recvonly"
-                tap_receiver(transceiver.receiver, self._on_rtp)
+                tap_receiver(transceiver.receiver, self._on_rtp, self._audience_loss)
+                uplink_red = None if red_pt is None else (red_pt, opus_pt)
             elif offered == "sendonly" and len(self._slots) < len(slot_ssrcs):
                 transceiver.direction = "sendonly"
                 transceiver.sender.replaceTrack(ParkedTrack())  # signalled, never read
@@ -128,6 +159,7 @@ class MediaPeer:
             answer_sdp=self.pc.localDescription.sdp,
             formats=tuple(_format(t) for t in self._slots),
             has_uplink=uplink is not None,
+            uplink_red=uplink_red,
         )
 
     def attach_transport(self) -> list[Sink]:
@@ -199,6 +231,11 @@ class MediaPeer:
                 jitter_s=block.jitter / OPUS_CLOCK_RATE,
                 rtt_s=rtt,
             )
+
+    def downlink_loss(self, ssrc: int) -> float | None:
+        """The share of packets lost in the latest report on slot stream ``ssrc``."""
+        report = self._downlink.get(ssrc)
+        return None if report is None else report.fraction_lost
 
     def downlink_reports(self) -> list[DownlinkReport]:
         """The latest receiver report about each slot stream this peer receives from us."""

@@ -145,7 +145,20 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "learn each slot's audio-level extension id",
         instance=True,
     ),
-    Requirement("aiortc.codecs", "", "CODECS", "advertise Opus with DTX and in-band FEC"),
+    Requirement("aiortc.codecs", "", "CODECS", "advertise Opus with DTX and in-band FEC, and RED"),
+    Requirement(
+        "aiortc.rtcrtpreceiver",
+        "StreamStatistics",
+        "fraction_lost",
+        "report listeners' loss to a speaker's encoder (tracks.ReportedStatistics)",
+    ),
+    Requirement(
+        "aiortc.rtcrtpsender",
+        "RTCRtpSender",
+        "__encoder",
+        "send RED from the Python client (tracks.send_red)",
+        instance=True,
+    ),
     Requirement(
         "aiortc.rtcrtpreceiver",
         "RTCRtpReceiver",

@@ -25,6 +25,7 @@ from aiortc.rtcdtlstransport import SRTPProtectionProfile
 from OpenSSL import SSL
 
 from sfu.levels import pcm_level
+from sfu.red import RED_MIME
 from sfu.rtp import OPUS_CLOCK_RATE
 
 AUTO = "auto"  # in an address list: the machine's own interfaces, as aioice finds them
@@ -37,6 +38,10 @@ OPUS = RTCRtpCodecParameters(
     payloadType=111,
     parameters={"minptime": 10, "useinbandfec": 1, "usedtx": 1},
 )
+RED = RTCRtpCodecParameters(
+    mimeType=RED_MIME, clockRate=OPUS_CLOCK_RATE, channels=2, payloadType=63
+)
+"""RFC 2198 redundancy around Opus; its fmtp (``<opus>/<opus>``) is set per peer."""
 
 
 def announce_addresses(addresses: Sequence[str]) -> None:
@@ -65,9 +70,10 @@ def host_addresses() -> list[str]:
     return aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)
 
 
-def opus_only() -> None:
-    """Negotiate Opus alone, with DTX and in-band FEC advertised (never transcoded)."""
-    CODECS["audio"][:] = [OPUS]
+def opus_and_red() -> None:
+    """Negotiate Opus, with DTX and in-band FEC advertised (never transcoded), and RED
+    carrying Opus where the peer offers it (Chrome does)."""
+    CODECS["audio"][:] = [OPUS, RED]
 
 
 def numpy_audio_level() -> None:
@@ -131,15 +137,15 @@ def share_dtls_certificate() -> None:
 
 def configure(addresses: Sequence[str]) -> None:
     """The server's settings: Opus only, one certificate, host candidates on ``addresses``."""
-    opus_only()
+    opus_and_red()
     share_dtls_certificate()
     announce_addresses(addresses)
 
 
 def tune_client_process() -> None:
     """What a process of many Podium clients (a bot farm, a load generator) may want for
-    every aiortc peer in it: Opus-only offers, one certificate, numpy audio levels."""
-    opus_only()
+    every aiortc peer in it: Opus (and RED) only, one certificate, numpy audio levels."""
+    opus_and_red()
     share_dtls_certificate()
     numpy_audio_level()
 

@@ -9,19 +9,41 @@ from collections.abc import Awaitable, Callable
 
 import av
 import numpy as np
+import numpy.typing as npt
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpTransceiver
+from aiortc.codecs.base import Encoder
+from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket
 
+from sfu.loss import fraction_lost_byte
+from sfu.red import RED_MIME, RedEncoder
 from sfu.rtp import FRAME_SAMPLES, OPUS_CLOCK_RATE
 
 RtpHandler = Callable[[RtpPacket], Awaitable[None]]
+LossSource = Callable[[], float]
 
 
-def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
+class ReportedStatistics(StreamStatistics):
+    """An uplink's statistics whose receiver reports tell the sender at least the loss
+    ``audience_loss()`` returns (``sfu.loss``: what its listeners lose), so that its
+    Opus encoder plans in-band FEC for them."""
+
+    def __init__(self, clockrate: int, audience_loss: LossSource) -> None:
+        super().__init__(clockrate)
+        self._audience_loss = audience_loss
+
+    @property
+    def fraction_lost(self) -> int:
+        return fraction_lost_byte(super().fraction_lost, self._audience_loss())
+
+
+def tap_receiver(
+    receiver: RTCRtpReceiver, on_rtp: RtpHandler, audience_loss: LossSource | None = None
+) -> None:
     """Hand decrypted, parsed packets to ``on_rtp`` instead of the jitter buffer.
 
     The receiver is started without its decoder thread (aiortc would start
@@ -29,7 +51,8 @@ def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
     and the statistics behind its RTCP receiver reports are still fed, so the
     remote sender keeps getting truthful loss/jitter reports.  Its RTCP loop
     sleeps until the first packet: a listener's unused uplink would otherwise
-    wake the server about once a second for nothing to report.
+    wake the server about once a second for nothing to report.  With
+    ``audience_loss`` the reports' fraction lost is at least what it returns.
     """
     streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     first_packet: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -38,7 +61,11 @@ def tap_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler) -> None:
     async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
         stats = streams.get(packet.ssrc)
         if stats is None:
-            stats = streams[packet.ssrc] = StreamStatistics(OPUS_CLOCK_RATE)
+            stats = streams[packet.ssrc] = (
+                StreamStatistics(OPUS_CLOCK_RATE)
+                if audience_loss is None
+                else ReportedStatistics(OPUS_CLOCK_RATE, audience_loss)
+            )
             if not first_packet.done():
                 first_packet.set_result(None)
         stats.add(packet)
@@ -136,6 +163,44 @@ def shed_unused(transceiver: RTCRtpTransceiver, receives: bool) -> None:
         setattr(sender, f"_RTCRtpSender__{name}", _NEVER_SET)
 
 
+class RedOpusEncoder(Encoder):
+    """aiortc's Opus encoder with its packets wrapped in RED (RFC 2198) around the previous
+    frame, as Chrome sends them, once the answer put RED first (plain Opus otherwise).
+
+    aiortc has no RED: ``send_red`` installs this as a sender's encoder.
+    """
+
+    def __init__(self, transceiver: RTCRtpTransceiver, distance: int = 1) -> None:
+        self._opus = OpusEncoder()
+        self._transceiver = transceiver
+        self._red = RedEncoder(distance)
+        self._packets = 0
+
+    def encode(
+        self, frame: av.frame.Frame, force_keyframe: bool = False
+    ) -> tuple[list[bytes], int]:
+        payloads, timestamp = self._opus.encode(frame, force_keyframe)
+        codecs = self._transceiver._codecs
+        if not payloads or len(codecs) < 2 or codecs[0].mimeType.lower() != RED_MIME:
+            return payloads, timestamp
+        opus_pt = codecs[1].payloadType
+        assert opus_pt is not None
+        wrapped = []
+        for payload in payloads:
+            self._red.push(self._packets & 0xFFFF, timestamp, payload)
+            self._packets += 1
+            wrapped.append(self._red.encode(opus_pt))
+        return wrapped, timestamp
+
+    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:  # type: ignore[type-arg]
+        return self._opus.pack(packet)
+
+
+def send_red(transceiver: RTCRtpTransceiver) -> None:
+    """Make ``transceiver``'s sender send RED where negotiated (before it starts)."""
+    transceiver.sender._RTCRtpSender__encoder = RedOpusEncoder(transceiver)  # type: ignore[attr-defined]
+
+
 class ParkedTrack(MediaStreamTrack):
     """A send track that produces nothing until released.
 
@@ -203,15 +268,17 @@ class ToneTrack(MediaStreamTrack):
         self.started: float | None = None
         self._pts = 0
 
-    def _gain(self, at: float) -> float:
+    def _gain(self, at: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | float:
+        """Gain at each sample time ``at`` (sample-exact, so a sound can be 10 ms long)."""
         if self.talk is None:
             return 1.0
         if self.epoch is None:
             return 0.0
         t = at - self.epoch
-        if not any(start <= t < end for start, end in self.talk):
-            return 0.0
-        return 1.0 if (t * 5) % 1.0 < 0.7 else 0.05
+        inside = np.zeros(t.shape, dtype=bool)
+        for start, end in self.talk:
+            inside |= (start <= t) & (t < end)
+        return inside * np.where((t * 5) % 1.0 < 0.7, 1.0, 0.05)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -223,7 +290,7 @@ class ToneTrack(MediaStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         t = (np.arange(FRAME_SAMPLES) + self._pts) / OPUS_CLOCK_RATE
-        gain = self.amplitude * self._gain(self.started + t0) * 32767
+        gain = self.amplitude * self._gain(self.started + t) * 32767
         samples = (gain * np.sin(2 * np.pi * self.frequency * t)).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = OPUS_CLOCK_RATE

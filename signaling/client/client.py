@@ -28,12 +28,15 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.rtp import RtpPacket
 
-from sfu.rtc.setup import announce_addresses, tune_client_process
-from sfu.rtc.tracks import ParkedTrack, park_rtcp, tap_receiver
+from sfu.red import RED_MIME
+from sfu.rtc.setup import announce_addresses, opus_and_red, tune_client_process
+from sfu.rtc.tracks import ParkedTrack, park_rtcp, send_red, tap_receiver
 from sfu.rtp import AUDIO_LEVEL_URI
 from signaling.wire.errors import PodiumError
 from signaling.wire.messages import PROTOCOL_VERSION
@@ -92,6 +95,7 @@ class PodiumClient:
         room: str | None = None,
         media: bool = True,
         audio_level: bool = True,
+        red: bool = False,
         timeout: float = 10.0,
         tune_process: bool = False,
         ssl: SSLContext | bool = True,
@@ -108,9 +112,15 @@ class PodiumClient:
         ``sfu.rtc.setup.tune_client_process`` (bot farms, load generators).
         ``ssl``: for ``wss://``, the context that trusts the server's certificate
         (e.g. ``ssl.create_default_context(cafile=...)`` for a dev one).
+        ``red=True`` offers RED (RFC 2198) as Chrome does: the uplink sends each frame
+        with the previous one, and slots taken undecoded (``on_packet``) receive RED
+        payloads; decoded slot tracks stay plain Opus. aiortc has no per-connection codec
+        table, so ``red=True`` adds RED to the process's.
         """
         if tune_process:
             tune_client_process()
+        elif red:
+            opus_and_red()
         if host_addresses is not None:
             announce_addresses(host_addresses)
         http = aiohttp.ClientSession()
@@ -131,7 +141,7 @@ class PodiumClient:
                     f"the server speaks protocol {protocol}, this client {PROTOCOL_VERSION}"
                 )
             if media:
-                await client._negotiate(publish, on_packet, audio_level, timeout)
+                await client._negotiate(publish, on_packet, audio_level, red, timeout)
         except BaseException:
             await client.close()
             raise
@@ -142,6 +152,7 @@ class PodiumClient:
         publish: MediaStreamTrack | None,
         on_packet: PacketHandler | None,
         audio_level: bool,
+        red: bool,
         timeout: float,
     ) -> None:
         servers = [
@@ -153,12 +164,17 @@ class PodiumClient:
         if publish is None:
             publish = self._uplink_parked = ParkedTrack()
             self._uplink_rtcp = asyncio.get_running_loop().create_future()
-        uplink = pc.addTransceiver(publish, direction="sendonly").sender
-        if self._uplink_rtcp is not None:
-            park_rtcp(uplink, resume=self._uplink_rtcp)  # no reports about nothing sent
+        transceiver = pc.addTransceiver(publish, direction="sendonly")
+        _offer_codecs(transceiver, red)
+        if red:
+            send_red(transceiver)
+        if self._uplink_rtcp is not None:  # no reports about nothing sent
+            park_rtcp(transceiver.sender, resume=self._uplink_rtcp)
         receivers = []
         for index in range(int(self.join_info["slots"])):
-            receiver = pc.addTransceiver("audio", direction="recvonly").receiver
+            slot = pc.addTransceiver("audio", direction="recvonly")
+            _offer_codecs(slot, red and on_packet is not None)
+            receiver = slot.receiver
             if on_packet is not None:
                 tap_receiver(receiver, _slot_handler(on_packet, index))
             receivers.append(receiver)
@@ -277,6 +293,15 @@ class PodiumClient:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+
+
+def _offer_codecs(transceiver: RTCRtpTransceiver, red: bool) -> None:
+    """Offer Opus, preceded by RED when wanted (the server answers RED wherever offered)."""
+    codecs = RTCRtpSender.getCapabilities("audio").codecs
+    wanted = [c for c in codecs if red and c.mimeType.lower() == RED_MIME]
+    transceiver.setCodecPreferences(
+        wanted + [c for c in codecs if c.mimeType.lower() == "audio/opus"]
+    )
 
 
 def _slot_handler(on_packet: PacketHandler, index: int) -> Callable[[RtpPacket], Awaitable[None]]:

@@ -16,6 +16,7 @@ import base64
 import fcntl
 import hashlib
 import json
+import re
 import socket
 import ssl
 import struct
@@ -31,8 +32,9 @@ from typing import Any
 import numpy as np
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright
 
+from benchmarks.impairment_relay import Impairment, ImpairmentRelay
 from signaling.client.client import PodiumClient
 from signaling.room.attendees import AttendeeConfig
 from signaling.room.settings import RoomSettings
@@ -92,6 +94,52 @@ async () => {
 """
 
 
+# The slot carrying `identity`, as Chrome's receiver counts it: loss, concealment, codec.
+LOSS_STATS_JS = """
+async ({ identity }) => {
+  const slot = window.podiumDemo.client.slotOf(identity);
+  if (!slot) return { error: `no slot carries ${identity}` };
+  const all = await slot.receiver.getStats();
+  const byId = new Map([...all.values()].map((r) => [r.id, r]));
+  for (const r of all.values()) {
+    if (r.type === "inbound-rtp") {
+      return { packetsReceived: r.packetsReceived, packetsLost: r.packetsLost,
+               concealedSamples: r.concealedSamples, totalSamplesReceived: r.totalSamplesReceived,
+               fecPacketsReceived: r.fecPacketsReceived ?? null,
+               mimeType: byId.get(r.codecId)?.mimeType ?? null };
+    }
+  }
+  return { error: "no inbound-rtp" };
+}
+"""
+
+
+def relay_signaling(relay: ImpairmentRelay) -> Callable[[WebSocketRoute], Awaitable[None]]:
+    """Route a page's WebSocket so that its offer and the server's answer point at ``relay``."""
+
+    async def route(page_ws: WebSocketRoute) -> None:
+        server_ws = page_ws.connect_to_server()
+        offers: set[int] = set()
+
+        def from_page(message: str | bytes) -> None:
+            data = json.loads(message)
+            if data.get("type") == "offer":
+                offers.add(data["id"])
+                data["data"]["sdp"] = relay.relayed_offer(data["data"]["sdp"])
+            server_ws.send(json.dumps(data))
+
+        def from_server(message: str | bytes) -> None:
+            data = json.loads(message)
+            if data.get("type") == "response" and data.get("id") in offers:
+                data["data"]["sdp"] = relay.relayed_answer(data["data"]["sdp"])
+            page_ws.send(json.dumps(data))
+
+        page_ws.on_message(from_page)
+        server_ws.on_message(from_server)
+
+    return route
+
+
 def bring_up_loopback() -> None:
     """``ip link set lo up`` without iproute2 (SIOCGIFFLAGS / SIOCSIFFLAGS)."""
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
@@ -148,13 +196,16 @@ class Env:
         width: int = 1180,
         height: int = 820,
         base: str | None = None,
+        relay: ImpairmentRelay | None = None,
     ) -> Page:
         """The demo page (of ``base``, default this server), joined (through the form and
-        /dev/token), audio connected."""
+        /dev/token), audio connected (through ``relay`` when given)."""
         context = await self.browser.new_context(
             viewport={"width": width, "height": height}, permissions=["microphone"]
         )
         page = await context.new_page()
+        if relay is not None:
+            await page.route_web_socket(re.compile(r"/rtc$"), relay_signaling(relay))
         page.set_default_timeout(STEP_TIMEOUT_MS)
         page.on("console", lambda m: print(f"[{identity} console] {m.type}: {m.text}"))
         page.on("pageerror", lambda e: print(f"[{identity} pageerror] {e}"))
@@ -377,11 +428,55 @@ async def tls_listener(env: Env) -> dict[str, Any]:
     return {"server_url": server.url, "audio": audio, "secure": secure, "screenshots": shots}
 
 
+async def red_through_relay(env: Env) -> dict[str, Any]:
+    """Chrome speaker → 5 % loss → server → 5 % loss → Chrome listener, RED on both legs:
+    what the listener's receiver lost and concealed over a window of steady talk."""
+    room, shots = "lossy", list[str]()
+    uplink = ImpairmentRelay(up=Impairment(loss=0.05), seed=11)
+    downlink = ImpairmentRelay(down=Impairment(loss=0.05), seed=12)
+    for relay in (uplink, downlink):
+        await relay.start()
+    try:
+        speaker = await env.page(room, "chrome-speaker", "speaker", relay=uplink)
+        listener = await env.page(room, "chrome-listener", "listener", relay=downlink)
+        await listener.wait_for_function(
+            "window.podiumDemo.client.slotOf('chrome-speaker') !== undefined"
+        )
+        await asyncio.sleep(1.0)  # jitter buffer settled
+        args = {"identity": "chrome-speaker"}
+        before = await listener.evaluate(LOSS_STATS_JS, args)
+        drops = (uplink.up.dropped, downlink.down.dropped)
+        await asyncio.sleep(8.0)
+        after = await listener.evaluate(LOSS_STATS_JS, args)
+        window = {k: after[k] - before[k] for k in before if isinstance(before[k], (int, float))}
+        await env.shot(listener, "lossy-01-listener", shots)
+        result = {
+            "before": before,
+            "after": after,
+            "window": window,
+            "relay_dropped": {
+                "uplink": uplink.up.dropped - drops[0],
+                "downlink": downlink.down.dropped - drops[1],
+            },
+            "speaker_answer": (await speaker.evaluate(PAGE_RTC_JS))["answer"],
+            "listener_answer": (await listener.evaluate(PAGE_RTC_JS))["answer"],
+            "server_red_recovered": media_of(env.server.rooms[room]).stats["red_recovered"],
+            "screenshots": shots,
+        }
+        await speaker.context.close()
+        await listener.context.close()
+        return result
+    finally:
+        for relay in (uplink, downlink):
+            relay.close()
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "speaker_interop": speaker_interop,
     "browser_listener": browser_listener,
     "stage_flow": stage_flow,
     "tls_listener": tls_listener,
+    "red_through_relay": red_through_relay,
 }
 
 

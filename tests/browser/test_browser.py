@@ -116,10 +116,13 @@ def test_chrome_negotiates_opus_dtx_fec_audio_level_bundle_rtcp_mux(
     result = scenario(browser_run, "speaker_interop")
     rtc = result["rtc"]
     answer = rtc["answer"]
-    # The answer Chrome applied: Opus alone, with DTX and in-band FEC.
+    # The answer Chrome applied: RED (RFC 2198) around Opus, RED first so that Chrome sends
+    # it, and Opus with DTX and in-band FEC.
     payload_types = {line.split()[0].split(":")[1] for line in re.findall(r"a=rtpmap:.*", answer)}
-    assert payload_types == {"111"}, payload_types
-    assert "a=rtpmap:111 opus/48000/2" in answer
+    assert payload_types == {"63", "111"}, payload_types
+    assert "a=rtpmap:111 opus/48000/2" in answer and "a=rtpmap:63 red/48000/2" in answer
+    assert "a=fmtp:63 111/111" in answer
+    assert re.search(r"m=audio \d+ UDP/TLS/RTP/SAVPF 63 111\r\n", answer)
     fmtp = re.search(r"a=fmtp:111 (.*)", answer)
     assert fmtp and {"usedtx=1", "useinbandfec=1"} <= set(fmtp.group(1).strip().split(";"))
     assert re.search(r"a=extmap:\d+ urn:ietf:params:rtp-hdrext:ssrc-audio-level", answer)
@@ -207,6 +210,22 @@ def test_demo_page_raise_hand_invite_accept_speak_chat_mute(browser_run: dict[st
     assert result["guest_mic_enabled_after_mute"] is False  # the SDK closed the microphone
     assert result["indicators_from_server"] is True  # the page used the `speaking` events
     assert len(result["screenshots"]) == 10
+
+
+@pytest.mark.browser
+def test_chrome_red_through_5_percent_loss_on_both_legs_conceals_little(
+    browser_run: dict[str, Any],
+) -> None:
+    result = scenario(browser_run, "red_through_relay")
+    for leg in ("speaker_answer", "listener_answer"):  # RED negotiated, and first
+        assert re.search(r"m=audio \d+ UDP/TLS/RTP/SAVPF 63 111\r\n", result[leg]), leg
+    window = result["window"]
+    assert result["relay_dropped"]["uplink"] > 0 and result["relay_dropped"]["downlink"] > 0
+    assert result["server_red_recovered"] > 0  # the uplink's losses repaired by the server
+    loss = window["packetsLost"] / (window["packetsLost"] + window["packetsReceived"])
+    concealed = window["concealedSamples"] / window["totalSamplesReceived"]
+    assert loss > 0.01, window  # the listener's own leg really lost packets
+    assert concealed < loss / 3, (concealed, loss, window)
 
 
 def test_browser_tests_stay_fast(browser_run: dict[str, Any]) -> None:

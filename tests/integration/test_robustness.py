@@ -84,6 +84,7 @@ async def barrage(url: str) -> dict[str, str]:
         seen["invalid_sdp"] = code(await client.request("offer", sdp="v=0\r\nthis is not sdp"))
         seen["no_sdp"] = code(await client.request("offer"))
         seen["video_only"] = code(await client.request("offer", sdp=VIDEO_OFFER))
+        seen["red_only"] = code(await client.request("offer", sdp=RED_ONLY_OFFER))
         assert (await client.request("ping"))["type"] == "response"
         await client.request("leave")
     return seen
@@ -95,6 +96,11 @@ VIDEO_OFFER = (
     "a=rtpmap:96 VP8/90000\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n"
     "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\na=setup:actpass\r\na=rtcp-mux\r\n"
 )
+
+# RED with nothing inside it: the server answers RED only around Opus.
+RED_ONLY_OFFER = VIDEO_OFFER.replace(
+    "m=video 9 UDP/TLS/RTP/SAVPF 96", "m=audio 9 UDP/TLS/RTP/SAVPF 63"
+).replace("a=rtpmap:96 VP8/90000", "a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111")
 
 
 async def test_bad_input_barrage_gets_errors_while_audio_keeps_flowing(
@@ -125,6 +131,7 @@ async def test_bad_input_barrage_gets_errors_while_audio_keeps_flowing(
         "invalid_sdp": "invalid_sdp",
         "no_sdp": "invalid_request",
         "video_only": "invalid_sdp",
+        "red_only": "invalid_sdp",
     }
     # The listener heard the tone in every 250 ms window of the barrage: no dropout.
     windows = np.array_split(samples, len(samples) // 12_000)

@@ -168,3 +168,31 @@ def test_the_pre_check_never_changes_a_decision() -> None:
     full = run(AlwaysEvaluate(), schedule, 20.0, jitter=np.random.default_rng(2))
     assert fast == full
     assert len({d for _, d in fast}) > 3
+
+
+def test_the_first_turns_of_digitally_silent_mics_switch_as_fast_as_later_ones() -> None:
+    """Mics that send digital silence (level 127) between turns, as a browser's
+    fake or gated microphone does: a floor learnt from a speaker's first
+    syllables would be its voice, and its first turn took up to 1.1 s."""
+    for k in range(8):
+        offset = 1.0 + 0.13 * k  # the turns' phase against the once-a-second floor epochs
+        detector = DominantSpeakerDetector()
+        turns = [(offset + 3.0 * i, "ab"[i % 2]) for i in range(6)]
+        rng = np.random.default_rng(k)
+        for pid in "ab":
+            detector.add_producer(pid)
+        changes: list[tuple[float, str | None]] = []
+        tick, t = TICK, 0.0
+        while t < offset + 18.0:
+            talker, start = next(((w, s) for s, w in reversed(turns) if s <= t), (None, 0.0))
+            for pid in "ab":
+                level = (SPEECH if ((t - start) * 5) % 1 < 0.7 else DIP) if pid == talker else 127
+                detector.add_level(pid, level, t + float(rng.uniform(0.01, 0.03)))
+            t += FRAME
+            while tick <= t:
+                if (change := detector.tick(tick)) is not None:
+                    changes.append((tick, change.producer_id))
+                tick += TICK
+        for start, who in turns:
+            took = next(at for at, pid in changes if at >= start and pid == who) - start
+            assert took <= 0.6, (k, start, who, took)

@@ -139,3 +139,38 @@ def test_a_muted_speaker_is_neither_routed_nor_shown_speaking() -> None:
     assert listener_slots(room) == {"b"}
     shown = {c.producer_id for e in events if isinstance(e, SpeakingChanged) for c in e.changes}
     assert "a" not in shown
+
+
+def test_a_lone_short_sound_takes_a_free_slot_with_its_first_packet() -> None:
+    room = make_room(["a", "b", "c"])
+    run(room, talking(a=10), 0.0, 3.0)  # a talks; b and c silent for 3 s
+    assert listener_slots(room) == {"a"}
+    onsets = room.onsets
+    # b makes one 20 ms sound: that very packet is forwarded, not the next tick's.
+    targets = room.on_rtp("b", 20, 60, 3.001)
+    assert {c.subscriber_id for s in targets for c in s.members} >= {"listener", "a", "c"}
+    assert "b" in listener_slots(room)
+    assert room.onsets == onsets + 1
+    assert room.on_rtp("c", SILENT, 60, 3.002) == ()  # silence never takes a slot
+
+
+def test_an_onset_competing_for_full_slots_waits_for_the_policy() -> None:
+    room = make_room(["a", "b", "c"], k=1)
+    run(room, talking(a=10, b=15, c=20), 0.0, 3.0)  # everyone's one slot is full
+    layout = room.participants["listener"].layout
+    assert all(None not in p.layout for p in room.participants.values())
+    (outside,) = [pid for pid in "abc" if not room.routing.targets(pid)]
+    before = room.dropped["not_selected"]
+    assert room.on_rtp(outside, 5, 60, 3.001) == ()  # louder, but no slot is free
+    assert room.participants["listener"].layout == layout
+    assert room.dropped["not_selected"] == before + 1
+
+
+def test_a_dtx_packet_is_silence_whatever_level_it_claims() -> None:
+    room = make_room(["a", "b"])
+    run(room, talking(a=10), 0.0, 3.0)
+    onsets = room.onsets
+    assert room.on_rtp("b", 5, 1, 3.001) == ()  # a TOC byte only: no audio to forward
+    assert room.participants["b"].producer.audio_level == SILENT
+    assert room.onsets == onsets
+    assert room.on_rtp("b", 5, 3, 3.021) != ()  # three bytes are audio

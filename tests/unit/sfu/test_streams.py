@@ -10,7 +10,7 @@ from sfu.rtp import RtpHeader, parse_header
 from sfu.streams import SlotFormat
 
 OPUS = SlotFormat(111, level_ext_id=1)
-RED = SlotFormat(111, level_ext_id=1, variant="red")
+RED = SlotFormat(111, level_ext_id=1, red_payload_type=63)
 
 
 class Subscriber:
