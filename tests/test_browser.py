@@ -174,6 +174,20 @@ def test_browser_listener_over_https_and_wss_hears_a_speaker(browser_run: dict[s
     assert abs(sorted(p["hz"] for p in peaks)[len(peaks) // 2] - PYTHON_TONE) < 5, audio["peaks"]
 
 
+def test_demo_page_over_plain_http_says_the_microphone_is_off(
+    browser_run: dict[str, Any],
+) -> None:
+    """Off localhost over http the browser has no microphone: the page says why and how to
+    fix it, and claims neither "Mute" nor a connection that sends (nothing is sent)."""
+    result = scenario(browser_run, "insecure_speaker")
+    shown = result["shown"]
+    assert shown["secureContext"] is False and shown["microphone"] is False, shown
+    assert "https" in shown["micError"] and "not" in shown["micError"], shown
+    assert shown["mic"] == "Turn on microphone", shown
+    assert shown["connection"] == "Audio connected · your microphone is off", shown
+    assert result["server_packets"] == 0
+
+
 def test_sdk_requests_events_and_errors_in_the_browser(browser_run: dict[str, Any]) -> None:
     sdk = scenario(browser_run, "browser_listener")["sdk"]
     text = "sent through the SDK"

@@ -104,4 +104,3 @@ def test_clients_that_reach_only_coturn_hear_the_room_over_udp_tcp_and_tls() -> 
     assert results["udp"]["ice_servers"][0]["username"].endswith(":bob")
     assert results["static"]["ice_servers"][0]["username"] == "podium"
     assert TURN_SECRET not in str(results)
-

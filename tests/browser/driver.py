@@ -376,11 +376,43 @@ async def tls_listener(env: Env) -> dict[str, Any]:
     return {"server_url": server.url, "audio": audio, "secure": secure, "screenshots": shots}
 
 
+INSECURE_HOST = "podium.test"  # Chromium resolves it to 127.0.0.1: an http origin, not local
+
+PAGE_MIC_JS = """
+() => ({
+  secureContext: window.isSecureContext,
+  mic: document.getElementById("mic").textContent,
+  micError: document.getElementById("mic-error").hidden ? null
+    : document.getElementById("mic-error").textContent,
+  connection: document.getElementById("connection").textContent,
+  microphone: window.podiumDemo.client.microphone !== null,
+})
+"""
+
+
+async def insecure_speaker(env: Env) -> dict[str, Any]:
+    """A speaker on the demo page over plain http on a LAN-like name: the browser gives no
+    microphone, and the page says so instead of showing "Mute" over silence."""
+    room, shots = "insecure", []
+    base = f"http://{INSECURE_HOST}:{env.server.port}"
+    page = await env.page(room, "lan-speaker", "speaker", base=base)
+    await page.locator("#mic-error").wait_for()
+    shown = await page.evaluate(PAGE_MIC_JS)
+    await asyncio.sleep(0.5)  # anything sent would have reached the server by now
+    facts = await producer_facts(env.server, room, "lan-speaker")
+    await env.shot(page, "insecure-01-speaker-without-microphone", shots)
+    await page.get_by_role("button", name="Turn on microphone").click()  # asks again
+    await page.locator("#mic-error").wait_for()
+    await page.context.close()
+    return {"shown": shown, "server_packets": facts["packets"], "screenshots": shots}
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "speaker_interop": speaker_interop,
     "browser_listener": browser_listener,
     "stage_flow": stage_flow,
     "tls_listener": tls_listener,
+    "insecure_speaker": insecure_speaker,
 }
 
 
@@ -422,6 +454,7 @@ async def run(out: Path) -> dict[str, Any]:
                     "--allow-loopback-in-peer-connection",
                     "--autoplay-policy=no-user-gesture-required",
                     f"--ignore-certificate-errors-spki-list={spki_hash(tls[0])}",
+                    f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1",
                 ],
             )
             results["browser_version"] = browser.version
