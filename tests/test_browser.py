@@ -188,6 +188,21 @@ def test_demo_page_over_plain_http_says_the_microphone_is_off(
     assert result["server_packets"] == 0
 
 
+def test_browser_listener_hears_a_speaker_through_coturn(browser_run: dict[str, Any]) -> None:
+    """Relay only: the browser must use the TURN server and credential the join handed it
+    (Chromium refuses a turn: URL without one)."""
+    result = scenario(browser_run, "turn_listener")
+    (server,) = result["ice_servers"]
+    assert server["urls"] == ["turn:127.0.0.1:3478"], server
+    assert server["username"].endswith(":chrome-relayed") and server["credential"], server
+    assert result["pair"]["local"]["type"] == "relay", result["pair"]
+    audio = result["audio"]
+    assert "error" not in audio, audio
+    peaks = [p for p in audio["peaks"] if p["db"] > -60]
+    assert len(peaks) >= len(audio["peaks"]) // 2, audio["peaks"]
+    assert abs(sorted(p["hz"] for p in peaks)[len(peaks) // 2] - PYTHON_TONE) < 5, audio["peaks"]
+
+
 def test_sdk_requests_events_and_errors_in_the_browser(browser_run: dict[str, Any]) -> None:
     sdk = scenario(browser_run, "browser_listener")["sdk"]
     text = "sent through the SDK"

@@ -1,8 +1,9 @@
 // The Podium demo room page (served by `podium serve --dev`): a thin UI over podium.js.
 //
 // URL parameters prefill the join form: ?room=&identity=&role=&token=&ws=
-// plus autojoin=1 (join at once) and processing=0 (turn the browser's echo
-// cancellation, noise suppression and gain control off, for test tones).
+// plus autojoin=1 (join at once), processing=0 (turn the browser's echo
+// cancellation, noise suppression and gain control off, for test tones) and relay=1
+// (media only through the server's TURN servers: to check a TURN set-up).
 
 import { PodiumClient, PodiumError, isOnStage } from "./podium.js";
 
@@ -109,7 +110,8 @@ async function join(fields) {
     }
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = params.get("ws") || `${scheme}://${location.host}/rtc`;
-    client = await PodiumClient.connect(url, jwt);
+    const rtcConfiguration = params.get("relay") === "1" ? { iceTransportPolicy: "relay" } : {};
+    client = await PodiumClient.connect(url, jwt, { rtcConfiguration });
     enterRoom();
     if (isOnStage(client.role)) await openMicrophone();
   } catch (error) {
