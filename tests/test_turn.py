@@ -67,7 +67,7 @@ async def test_each_join_gets_its_own_time_limited_credential() -> None:
     server = PodiumServer(make_config(ice_servers=(turn,)))
     await server.start()
     try:
-        infos: list[dict[str, Any]] = []
+        infos: list[list[dict[str, Any]]] = []
         for identity in ("alice", "bob"):
             client = await PodiumClient.connect(server.url, token(identity), media=False)
             infos.append(client.join_info["ice_servers"])

@@ -349,7 +349,7 @@ async def stage_flow(env: Env) -> dict[str, Any]:
 async def tls_listener(env: Env) -> dict[str, Any]:
     """https and wss with a test certificate: a Python speaker heard by a Chromium listener."""
     cert, key = env.tls
-    room, shots = "secure", []
+    room, shots = "secure", list[str]()
     config = make_config(serve_demo=True, tls_cert=str(cert), tls_key=str(key))
     server = PodiumServer(config)
     await server.start()
@@ -414,7 +414,7 @@ async def coturn(workdir: Path) -> AsyncIterator[None]:
 async def turn_listener(env: Env) -> dict[str, Any]:
     """Chromium with a relay-only policy (the demo's ``relay=1``) hears a Python speaker
     through coturn, with the credential its join response carried."""
-    room, shots = "relayed", []
+    room, shots = "relayed", list[str]()
     turn = IceServer((f"turn:127.0.0.1:{TURN_PORT}",), secret=TURN_SECRET)
     server = PodiumServer(make_config(serve_demo=True, ice_servers=(turn,)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -465,7 +465,7 @@ PAGE_MIC_JS = """
 async def insecure_speaker(env: Env) -> dict[str, Any]:
     """A speaker on the demo page over plain http on a LAN-like name: the browser gives no
     microphone, and the page says so instead of showing "Mute" over silence."""
-    room, shots = "insecure", []
+    room, shots = "insecure", list[str]()
     base = f"http://{INSECURE_HOST}:{env.server.port}"
     page = await env.page(room, "lan-speaker", "speaker", base=base)
     await page.locator("#mic-error").wait_for()
