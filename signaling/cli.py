@@ -83,11 +83,10 @@ def _env_list(name: str) -> list[str]:
 
 def _env_port(name: str) -> int | None:
     value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) > 65535:
-        sys.exit(f"podium serve: ${name} is not a port: {value!r}")
-    return int(value)
+    try:
+        return _port(value) if value else None
+    except argparse.ArgumentTypeError as exc:
+        sys.exit(f"podium serve: ${name}: {exc}")
 
 
 def _serve(args: argparse.Namespace) -> None:
