@@ -411,9 +411,9 @@ def measure(args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
         "speaker_packets_total": speaker_total,
         "packets_received_total": received_total,
         "packets_received_in_window": received_in_window,
-        # Why delivered_ratio is not 1.0 on a clean run: the speaker's first packet(s)
-        # arrive before the slot policy's next tick (<= 50 ms) puts it in the slots, and
-        # are dropped as not_selected (docs/benchmarks.md, "The missing onset packet").
+        # Packets a listener missed, against the server's own drop counts: before the
+        # pre-roll, the speaker's first packet(s) were dropped as not_selected at every
+        # listener (docs/benchmarks.md, "The missing onset packet").
         "missing_per_listener": round((speaker_total * connected - received_total) / connected, 2)
         if connected
         else None,

@@ -24,6 +24,7 @@ from sfu.config import MediaConfig
 from sfu.consumer import Consumer
 from sfu.events import RouterEvent
 from sfu.mixer import MediaMode
+from sfu.preroll import Preroll
 from sfu.room import Room
 from sfu.rtc.levels import PcmDecoder
 from sfu.rtc.mixing import MixingEngine
@@ -34,6 +35,9 @@ from sfu.rtc.udp_mux import UdpMux
 from sfu.slots import ArrivalOrderPolicy, LoudestPolicy, SlotPolicy
 
 logger = logging.getLogger(__name__)
+
+PREROLL_PACKETS = 8  # 160 ms of 20 ms packets: more than a tick's worth
+Held = tuple[int, int, bool, bytes, int | None]  # sequence, timestamp, marker, payload, level
 
 EventHandler = Callable[[RouterEvent], None]
 PeerLostHandler = Callable[[str, str], Awaitable[None]]
@@ -65,6 +69,8 @@ class MediaRoom:
         self._udp = udp
         self._tasks: list[asyncio.Task[None]] = []
         self.mixing = MixingEngine(self.room, config, self._fanout, on_event)
+        # A talk spurt's first packets, until the slot policy routes its speaker (sfu.preroll).
+        self._preroll: Preroll[Held] = Preroll(2 * config.tick_interval, PREROLL_PACKETS)
 
     # -- membership (called by the session layer) ------------------------
     def join(self, participant_id: str, may_publish: bool) -> None:
@@ -122,6 +128,7 @@ class MediaRoom:
     async def leave(self, participant_id: str) -> None:
         self.room.leave(participant_id, time.monotonic())
         self._decoders.pop(participant_id, None)
+        self._preroll.forget(participant_id)
         self.mixing.remove(participant_id)
         self._deliver()
         await self._close_peer(participant_id)
@@ -150,11 +157,24 @@ class MediaRoom:
         if level is None and payload and self.room.wants_pcm(participant_id):
             self._decode_for_levels(participant_id, payload, now)
         self.mixing.push(participant_id, packet, now)
-        if not targets:
-            return
         seq, ts, marker = packet.sequence_number, packet.timestamp, bool(packet.marker)
+        if not targets:
+            if self.room.selectable(participant_id):  # not in a slot yet: keep the onset
+                self._preroll.hold(participant_id, seq, (seq, ts, marker, payload, level), now)
+            return
+        if self._preroll.pending(participant_id):
+            await self._send_onset(participant_id, targets, seq, now)
         await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
         self.forward_time.observe(time.perf_counter() - started)
+
+    async def _send_onset(
+        self, source: str, targets: tuple[Consumer, ...], seq: int, now: float
+    ) -> None:
+        """The held packets just before ``seq``, to the slots that now carry ``source``."""
+        held = self._preroll.release(source, seq, now)
+        for h_seq, h_ts, h_marker, h_payload, h_level in held:
+            await self._fanout(source, targets, h_seq, h_ts, h_marker, h_payload, h_level, now)
+        self.room.dropped["not_selected"] -= len(held)  # counted at arrival; forwarded after all
 
     async def _fanout(
         self,
