@@ -278,3 +278,21 @@ def shutdown(workers: Sequence[Worker], server: subprocess.Popen[bytes]) -> None
 
 def cpu_list(text: str) -> set[int]:
     return {int(part) for part in text.split(",") if part}
+
+
+EXIT_CODES = """exit status: 0 every target met; 1 a target or limit broken (each named on stderr
+and in the JSON); 2 a bad command line"""
+
+
+def exit_status(
+    tool: str, met: Mapping[str, bool], figures: Mapping[str, Any], targets: Mapping[str, Any]
+) -> int:
+    """0 when every target is met; else 1, each broken one named with its figure and target."""
+    broken = [name for name, ok in met.items() if not ok]
+    for name in broken:
+        print(
+            f"[{tool}] target broken: {name} = {figures.get(name)} (target {targets.get(name)})",
+            file=sys.stderr,
+            flush=True,
+        )
+    return 1 if broken else 0

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from benchmarks.common import (
+    EXIT_CODES,
     HOST,
     Message,
     Worker,
@@ -55,6 +56,7 @@ from benchmarks.common import (
     cpu_model,
     cpu_seconds,
     cpu_times,
+    exit_status,
     free_port,
     machine_ticks,
     percentile,
@@ -67,6 +69,7 @@ from benchmarks.common import (
     versions,
     wait_healthy,
 )
+from benchmarks.load import labelled, scrape
 
 ROOM = "bench"
 SAMPLE_RATE = 48_000
@@ -388,6 +391,7 @@ def measure(args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
         listener_cpu1 = sum(cpu_seconds(w.pid) for w in listeners)
         ask([speaker], [{"type": "quiet"}], 10.0)
         reports, drain_s = drain(workers, args.drain_timeout)
+        dropped = labelled(scrape(f"http://{HOST}:{port}/metrics"), "podium_packets_dropped_total")
         end_cpu, end_rss = cpu_seconds(server.pid), rss_mb(server.pid)
         if profiler is not None:
             try:
@@ -436,6 +440,13 @@ def measure(args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
         "speaker_packets_total": speaker_total,
         "packets_received_total": received_total,
         "packets_received_in_window": received_in_window,
+        # Packets a listener missed, against the server's own drop counts: before the
+        # pre-roll, the speaker's first packet(s) were dropped as not_selected at every
+        # listener (docs/benchmarks.md, "The missing onset packet").
+        "missing_per_listener": round((speaker_total * connected - received_total) / connected, 2)
+        if connected
+        else None,
+        "server_dropped": dropped,
         "drain_s": round(drain_s, 2),
         "listeners_connected_at_end": sum(int(r["connected"]) for r in reports[1:]),
         "drain_timed_out": drain_s > args.drain_timeout,
@@ -570,6 +581,11 @@ def print_table(result: dict[str, Any]) -> None:
             f"{result['delivered_ratio']:.4f} ({result['min_listener_ratio']:.4f})",
         ),
         (
+            "missing per listener (server: not_selected)",
+            f"{result['missing_per_listener']}"
+            f" ({result['server_dropped'].get('not_selected', 0):g})",
+        ),
+        (
             "received in window (arrival), drain s",
             f"{result['packets_received_in_window']}, {result['drain_s']}",
         ),
@@ -620,6 +636,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.forwarding",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--listeners", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=15.0, help="measurement window")
@@ -728,7 +745,7 @@ def median_of_runs(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     results = []
     for i in range(args.runs):
@@ -741,7 +758,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         log_line(f"wrote {args.json}")
+    return exit_status("forwarding", result["meets_targets"], result, result["targets"])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

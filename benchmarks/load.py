@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import fractions
 import functools
+import importlib.util
 import itertools
 import json
 import math
@@ -1012,17 +1013,28 @@ def merge_seconds(listeners: Sequence[Message]) -> list[dict[str, float]]:
     return series
 
 
-def held(window: Message, loss_limit: float, p99_limit: float) -> bool:
+def broken_limits(window: Message, loss_limit: float, p99_limit: float) -> list[str]:
+    """Each limit ``window`` broke, named with its figure and the option that set it."""
     loss = window["loss"]
     p99 = window["latency_ms"]["p99"]
-    return (
-        loss is not None
-        and loss <= loss_limit
-        and not math.isnan(p99)
-        and p99 <= p99_limit
-        and window["listeners_without_audio"] == 0
-        and not window["errors"]
-    )
+    broken = []
+    if loss is None:
+        broken.append("loss: no packets expected (no audio measured)")
+    elif loss > loss_limit:
+        broken.append(f"loss {loss:.3%} > {loss_limit:.3%} (--max-loss)")
+    if math.isnan(p99):
+        broken.append("p99 latency: no samples")
+    elif p99 > p99_limit:
+        broken.append(f"p99 latency {p99} ms > {p99_limit:g} ms (--max-p99-ms)")
+    if window["listeners_without_audio"]:
+        broken.append(f"{window['listeners_without_audio']} listener(s) received no audio")
+    if window["errors"]:
+        broken.append(f"client errors: {window['errors']}")
+    return broken
+
+
+def held(window: Message, loss_limit: float, p99_limit: float) -> bool:
+    return not broken_limits(window, loss_limit, p99_limit)
 
 
 def join_summary(listeners: Sequence[Message]) -> Message:
@@ -1182,7 +1194,10 @@ def drive(session: LoadSession, cycles: Cycles) -> Message:
     for r in replies:
         errors.update(r["errors"])
     result["errors"] = dict(errors)
-    result["ok"] = held(window, args.max_loss, args.max_p99_ms) and not errors
+    result["broken"] = broken_limits(window, args.max_loss, args.max_p99_ms)
+    if errors:
+        result["broken"].append(f"errors: {dict(errors)}")
+    result["ok"] = not result["broken"]
     return result
 
 
@@ -1410,14 +1425,11 @@ def warnings(result: Message) -> list[str]:
 
 
 def plot(result: Message, path: Path) -> None:
-    try:
-        import matplotlib  # type: ignore[import-not-found,unused-ignore]
+    import matplotlib  # type: ignore[import-not-found,unused-ignore]
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        log_line("plots need matplotlib: pip install 'podium-sfu[bench]'")
-        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
+
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     samples = result["server_samples"]
     if len(samples) > 1:
@@ -1492,6 +1504,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="python -m benchmarks.load",
         description="Podium load generator: rooms of speakers and listeners, with a capacity"
         " search. Loss, one-way latency, join times; server CPU/RSS from /metrics.",
+        epilog="exit status: 0 the run held its limits (a capacity search: it completed);"
+        " 1 a limit was broken or clients failed (each named on stderr and in the JSON's"
+        " 'broken'); 2 a bad command line",
     )
     parser.add_argument("--scenario", choices=sorted(SCENARIO_DEFAULTS), default="room")
     parser.add_argument("--rooms", type=int, help="rooms (scenario 'rooms': default 10)")
@@ -1552,6 +1567,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.find_capacity:
         args.listeners = args.listeners or args.start
         args.capacity_max_factor = min(args.max_listeners, 400) / max(1, args.listeners)
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        parser.error(
+            "--plot needs matplotlib: pip install 'podium-sfu[bench]' (or leave --plot out)"
+        )
     if args.url and not (args.api_key and args.api_secret):
         parser.error("--url needs --api-key and --api-secret (or PODIUM_API_KEY/SECRET)")
     if args.seconds <= 0 or args.join_rate <= 0:
@@ -1569,6 +1588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_line(f"wrote {args.json}")
     if args.plot is not None:
         plot(result, args.plot)
+    for reason in result.get("broken", ()):
+        log_line(f"limit broken: {reason}")
     return 0 if result.get("ok", True) else 1
 
 

@@ -56,6 +56,7 @@ import numpy as np
 
 from benchmarks import common
 from benchmarks.common import (
+    EXIT_CODES,
     HOST,
     LagProbe,
     Message,
@@ -64,6 +65,7 @@ from benchmarks.common import (
     collect,
     cpu_model,
     cpu_times,
+    exit_status,
     free_port,
     machine_ticks,
     percentile,
@@ -474,7 +476,12 @@ def listener_counts(text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.mixing", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.mixing",
+        description=__doc__,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--listeners", type=listener_counts, default=[0, 50, 100])
     parser.add_argument("--speakers", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured per audience size")
@@ -491,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
     print(text)
-    return 0 if all(result["targets_met"].values()) else 1
+    return exit_status("mixing", result["targets_met"], result, result["targets"])
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import EXIT_CODES, exit_status
 from sfu.dominant_speaker import DominantSpeakerDetector
 from sfu.levels import LevelDetector, SpeakingIndicators, pcm_level
 from sfu.rtc.mixing import MixEncoder
@@ -350,7 +351,12 @@ def detect(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.speakers", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.speakers",
+        description=__doc__,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--json", required=True, help="write the results here")
     parser.add_argument("--speakers", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=300.0)
@@ -385,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.json, "w") as out:
         json.dump(report, out, indent=2)
     print(json.dumps(report, indent=2))
-    return 0 if all(checks.values()) else 1
+    return exit_status("speakers", checks, results, report["targets"])
 
 
 if __name__ == "__main__":

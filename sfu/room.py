@@ -220,6 +220,12 @@ class Room:
             self.onsets += 1
         return targets
 
+    def selectable(self, participant_id: str) -> bool:
+        """Whether the slot policy may yet route ``participant_id``'s packets (on stage,
+        unmuted, forward mode): ``on_rtp`` found no route only because of the policy."""
+        participant = self.participants.get(participant_id)
+        return self.mixer is None and participant is not None and participant.producer.routable
+
     def wants_pcm(self, participant_id: str) -> bool:
         """Whether decoded audio is needed: a live producer whose packets carry no level."""
         participant = self.participants.get(participant_id)

@@ -27,6 +27,7 @@ from sfu.errors import MediaError, MediaErrorKind
 from sfu.events import RouterEvent
 from sfu.loss import audience_loss
 from sfu.mixer import MediaMode, MediaModeState
+from sfu.preroll import Preroll
 from sfu.red import RedEncoder, RedReceiver
 from sfu.room import Room
 from sfu.rtc.levels import PcmDecoder
@@ -41,6 +42,9 @@ from sfu.stats import DropReason, DurationHistogram, MediaStats
 from sfu.streams import SlotStream
 
 logger = logging.getLogger(__name__)
+
+PREROLL_PACKETS = 8  # 160 ms of 20 ms packets: more than a tick's worth
+Held = tuple[int, int, bool, bytes, int | None]  # sequence, timestamp, marker, payload, level
 
 EventHandler = Callable[[RouterEvent], None]
 PeerLostHandler = Callable[[str, str], Awaitable[None]]
@@ -79,6 +83,8 @@ class MediaRoom:
         self._udp = udp
         self._tasks: list[asyncio.Task[None]] = []
         self.mixing = MixingEngine(self.room, config, self._fanout, on_event)
+        # A talk spurt's first packets, until the slot policy routes its speaker (sfu.preroll).
+        self._preroll: Preroll[Held] = Preroll(2 * config.tick_interval, PREROLL_PACKETS)
 
     # -- membership (called by the session layer) ------------------------
     def join(self, participant_id: str, may_publish: bool) -> None:
@@ -169,6 +175,7 @@ class MediaRoom:
         self._decoders.pop(participant_id, None)
         self._red_uplinks.pop(participant_id, None)
         self._red_encoders.pop(participant_id, None)
+        self._preroll.forget(participant_id)
         self.mixing.remove(participant_id)
         self._deliver()
         await self._close_peer(participant_id)
@@ -214,11 +221,28 @@ class MediaRoom:
             if level is None and payload and self.room.wants_pcm(participant_id):
                 self._decode_for_levels(participant_id, payload, now)
             self.mixing.push(participant_id, seq, ts, payload, now)
-            if targets:
-                routed = True
-                await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
+            if not targets:
+                if self.room.selectable(participant_id):  # not in a slot yet: keep the onset
+                    held = (seq, ts, marker, payload, level)
+                    self._preroll.hold(participant_id, seq, held, now)
+                continue
+            if self._preroll.pending(participant_id):
+                await self._send_onset(participant_id, targets, seq, now)
+            routed = True
+            await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
         if routed:
             self.forward_time.observe(time.perf_counter() - started)
+
+    async def _send_onset(
+        self, source: str, targets: tuple[SlotStream, ...], seq: int, now: float
+    ) -> None:
+        """The held packets just before ``seq``, to the slots that now carry ``source``."""
+        held = self._preroll.release(source, seq, now)
+        for h_seq, h_ts, h_marker, h_payload, h_level in held:
+            await self._fanout(source, targets, h_seq, h_ts, h_marker, h_payload, h_level, now)
+        self.room.dropped[DropReason.NOT_SELECTED] -= len(
+            held
+        )  # counted at arrival; forwarded after all
 
     async def _fanout(
         self,

@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import errno
 import gc
+import ipaddress
 import logging
 import os
 import signal
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,13 +32,36 @@ TOKEN_TTL = 6 * 3600.0
 ADMIN_TOKEN_TTL = 600.0  # docs/api.md: keep server-API tokens short-lived
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (0-65535)")
+    return int(value)
+
+
 def _udp_port(value: str) -> int | None:
-    if value.lower() == "none":
-        return None
-    port = int(value)
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError("a UDP port is 0-65535")
-    return port
+    return None if value.lower() == "none" else _port(value)
+
+
+def _check_serve_inputs(args: argparse.Namespace, addresses: Sequence[str]) -> str | None:
+    """What is wrong with options argparse cannot check alone (None when nothing is)."""
+    for address in addresses:
+        if address != "auto":
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                return f"--announce-address takes IP addresses (or 'auto'), not {address!r}"
+    for url in args.webhook_url or ():
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            return f"--webhook-url {url!r} is not an http(s) URL"
+    recordings = args.recordings_dir
+    if recordings:
+        try:
+            os.makedirs(recordings, exist_ok=True)
+        except OSError as exc:
+            return f"--recordings-dir {recordings}: {exc.strerror}"
+        if not os.access(recordings, os.W_OK | os.X_OK):
+            return f"--recordings-dir {recordings} is not writable by this user"
+    return None
 
 
 def _credentials(args: argparse.Namespace) -> tuple[str, str]:
@@ -58,11 +83,10 @@ def _env_list(name: str) -> list[str]:
 
 def _env_port(name: str) -> int | None:
     value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) > 65535:
-        sys.exit(f"podium serve: ${name} is not a port: {value!r}")
-    return int(value)
+    try:
+        return _port(value) if value else None
+    except argparse.ArgumentTypeError as exc:
+        sys.exit(f"podium serve: ${name}: {exc}")
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -70,6 +94,10 @@ def _serve(args: argparse.Namespace) -> None:
     announced = args.announce_address or _env_list("PODIUM_ANNOUNCE_ADDRESS")
     addresses = tuple(announced or (["auto", "127.0.0.1"] if args.dev else ["auto"]))
     host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")
+    args.recordings_dir = args.recordings_dir or os.environ.get("PODIUM_RECORDINGS_DIR") or None
+    problem = _check_serve_inputs(args, addresses)
+    if problem:
+        sys.exit(f"podium serve: {problem}")
     log_format = args.log_format or os.environ.get("PODIUM_LOG_FORMAT") or "text"
     if log_format not in logs.LOG_FORMATS:
         sys.exit(f"podium serve: unknown log format {log_format!r} (text or json)")
@@ -91,7 +119,7 @@ def _serve(args: argparse.Namespace) -> None:
     except ValueError as exc:
         sys.exit(f"podium serve: {exc}")
     logs.configure(log_format)
-    if "auto" in addresses and os.path.exists("/.dockerenv"):
+    if "auto" in addresses and not args.dev and os.path.exists("/.dockerenv"):
         logging.getLogger("podium").warning(
             "announcing this container's own addresses: clients outside it cannot reach them;"
             " set PODIUM_ANNOUNCE_ADDRESS (or --announce-address) to the host's address"
@@ -104,7 +132,7 @@ def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         media=media,
         room=RoomSettings(media_mode=args.media_mode),
-        recordings_dir=args.recordings_dir or os.environ.get("PODIUM_RECORDINGS_DIR") or None,
+        recordings_dir=args.recordings_dir,
         ice_servers=ice,
         serve_demo=args.dev,
         webhooks=WebhookConfig(urls=tuple(args.webhook_url or ())),
@@ -157,7 +185,10 @@ async def _run(config: ServerConfig, dev: bool) -> None:
     try:
         server = PodiumServer(config)  # reads the TLS certificate
     except OSError as exc:
-        sys.exit(f"podium serve: cannot load the TLS certificate: {exc}")
+        sys.exit(
+            f"podium serve: cannot load the TLS certificate {config.tls_cert}"
+            f" (key {config.tls_key}): {exc}"
+        )
     try:
         await server.start()
     except OSError as exc:
@@ -241,11 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", help="HTTP/WebSocket bind address (default 0.0.0.0; 127.0.0.1 with --dev)"
     )
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP/WebSocket port")
+    serve.add_argument("--port", type=_port, default=DEFAULT_PORT, help="HTTP/WebSocket port")
     serve.add_argument("--slots", type=int, default=3, help="receive slots per participant")
     serve.add_argument(
         "--media-mode",
-        choices=list(MediaMode),
+        choices=[mode.value for mode in MediaMode],
         default=MediaMode.FORWARD.value,
         help="rooms forward up to --slots streams, send one mix, or mix when large (auto)",
     )
@@ -306,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         help="also serve /metrics, /healthz, /readyz on this port (or $PODIUM_METRICS_PORT)",
     )
     serve.set_defaults(func=_serve)

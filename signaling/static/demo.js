@@ -1,8 +1,9 @@
 // The Podium demo room page (served by `podium serve --dev`): a thin UI over podium.js.
 //
 // URL parameters prefill the join form: ?room=&identity=&role=&token=&ws=
-// plus autojoin=1 (join at once) and processing=0 (turn the browser's echo
-// cancellation, noise suppression and gain control off, for test tones).
+// plus autojoin=1 (join at once), processing=0 (turn the browser's echo
+// cancellation, noise suppression and gain control off, for test tones) and relay=1
+// (media only through the server's TURN servers: to check a TURN set-up).
 
 import { PodiumClient, PodiumError, isOnStage } from "./podium.js";
 
@@ -24,6 +25,7 @@ function freshState() {
     role: "listener",
     muted: false,
     hand: false,
+    micError: null, // why the microphone could not be opened (shown until it opens)
     invitedBy: null,
     room: null,
     counts: {},
@@ -108,7 +110,8 @@ async function join(fields) {
     }
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = params.get("ws") || `${scheme}://${location.host}/rtc`;
-    client = await PodiumClient.connect(url, jwt);
+    const rtcConfiguration = params.get("relay") === "1" ? { iceTransportPolicy: "relay" } : {};
+    client = await PodiumClient.connect(url, jwt, { rtcConfiguration });
     enterRoom();
     if (isOnStage(client.role)) await openMicrophone();
   } catch (error) {
@@ -151,7 +154,6 @@ function enterRoom() {
   $("room-name").textContent = state.room?.name ?? "";
   document.title = `${state.room?.name ?? "Room"} · Podium`;
   render();
-  renderConnection();
   levelTimer = setInterval(updateLevels, 150);
   $("main").focus();
 }
@@ -336,11 +338,20 @@ async function act(action) {
 }
 
 async function openMicrophone() {
+  if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
+    state.micError = `Your microphone is off: browsers give it only to secure pages, and ${location.origin} is not one. `
+      + "Open this page over https (podium serve --dev --host 0.0.0.0 serves it so) or on localhost.";
+    render();
+    return false;
+  }
   try {
     await client.publishMicrophone(audioConstraints());
+    state.micError = null;
+    render();
     return true;
   } catch (error) {
-    toast(`Microphone unavailable: ${error.message}`, true);
+    state.micError = `Your microphone is off: ${error.message}`;
+    render();
     return false;
   }
 }
@@ -445,6 +456,7 @@ function render() {
   renderInvite();
   renderControls();
   renderPinned();
+  renderConnection();
 }
 
 function renderHeader() {
@@ -461,7 +473,8 @@ function renderConnection() {
     disconnected: "Reconnecting…", failed: "Audio failed", closed: "Audio closed",
   }[pcState] ?? pcState;
   element.hidden = !client;
-  element.textContent = label;
+  const sending = !isOnStage(state.role) || Boolean(client?.microphone);
+  element.textContent = pcState === "connected" && !sending ? "Audio connected · your microphone is off" : label;
   element.dataset.state = pcState;
 }
 
@@ -571,8 +584,14 @@ function renderControls() {
   hand.replaceChildren(icon("hand"), document.createTextNode(state.hand ? "Lower hand" : "Raise hand"));
   const mic = $("mic");
   mic.hidden = !onStage;
-  mic.classList.toggle("muted", state.muted);
-  mic.replaceChildren(icon(state.muted ? "mic-off" : "mic"), document.createTextNode(state.muted ? "Unmute" : "Mute"));
+  // Without an open microphone nothing is sent, whatever the mute state says.
+  const silent = state.muted || !client?.microphone;
+  const label = !client?.microphone ? "Turn on microphone" : state.muted ? "Unmute" : "Mute";
+  mic.classList.toggle("muted", silent);
+  mic.replaceChildren(icon(silent ? "mic-off" : "mic"), document.createTextNode(label));
+  const micError = $("mic-error");
+  micError.hidden = !onStage || !state.micError;
+  micError.textContent = state.micError ?? "";
   $("leave-stage").hidden = !onStage || state.role === "host";
   $("end-room").hidden = state.role !== "host";
 }

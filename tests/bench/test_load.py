@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 from benchmarks.load import (
     CYCLE,
     SlotSeq,
     bin_upper_ms,
-    held,
     hist_percentile,
     lat_bin,
     main,
@@ -68,8 +69,9 @@ def test_small_room_zero_loss_plausible_latency(tmp_path: Path) -> None:
     assert result["errors"] == {}
     assert window["server_cpu_share"] > 0 and window["server_rss_mb"] > 10
     assert not math.isnan(result["joining"]["join_ms_p99"])
-    limits = result["limits"]  # p99 may break its limit on a loaded machine: then exit 1
-    assert code == (0 if held(window, limits["loss"], limits["p99_ms"]) else 1)
+    # 1 only if p99 broke 100 ms on a loaded machine, and then that limit is named.
+    assert code == (1 if result["broken"] else 0)
+    assert all("--max-p99-ms" in reason for reason in result["broken"]), result["broken"]
 
 
 def test_join_storm_of_100_listeners_in_5_s_all_receive_audio(tmp_path: Path) -> None:
@@ -96,3 +98,17 @@ def test_join_storm_of_100_listeners_in_5_s_all_receive_audio(tmp_path: Path) ->
     assert not any(k.startswith("join:") for k in result["errors"]), result["errors"]
     assert joining["first_audio_ms_p99"] < 10_000
     assert 15 <= joining["rate_per_s"] <= 25
+
+
+def test_plot_without_matplotlib_fails_before_the_run(tmp_path: Path) -> None:
+    """Not after minutes of load: at once, saying what to install (exit status 2)."""
+    block = "import sys; sys.modules['matplotlib'] = None; from benchmarks.load import main; "
+    done = subprocess.run(
+        [sys.executable, "-c", block + f"main(['--plot', '{tmp_path / 'p.png'}'])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--plot needs matplotlib: pip install 'podium-sfu[bench]'" in done.stderr
+    assert "[load]" not in done.stderr  # nothing was started

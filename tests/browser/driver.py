@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import fcntl
 import hashlib
 import json
 import re
+import shutil
 import socket
 import ssl
 import struct
 import sys
+import tempfile
 import time
 import traceback
 import wave
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from signaling.room.attendees import AttendeeConfig
 from signaling.room.settings import RoomSettings
 from signaling.server.server import PodiumServer
 from signaling.server.tls import dev_certificate
+from signaling.server.turn import IceServer
 from tests.conftest import LOOPBACK, eventually, make_config, token
 from tests.media import ToneTrack, dominant_frequency, record, tone_level_db
 from tests.rooms import media_of
@@ -197,6 +201,7 @@ class Env:
         height: int = 820,
         base: str | None = None,
         relay: ImpairmentRelay | None = None,
+        query: str = "",
     ) -> Page:
         """The demo page (of ``base``, default this server), joined (through the form and
         /dev/token), audio connected (through ``relay`` when given)."""
@@ -209,7 +214,7 @@ class Env:
         page.set_default_timeout(STEP_TIMEOUT_MS)
         page.on("console", lambda m: print(f"[{identity} console] {m.type}: {m.text}"))
         page.on("pageerror", lambda e: print(f"[{identity} pageerror] {e}"))
-        await page.goto(f"{base or self.http}/?processing=0")
+        await page.goto(f"{base or self.http}/?processing=0{query}")
         await page.get_by_label("Room", exact=True).fill(room)
         await page.get_by_label("Your name", exact=True).fill(identity)
         await page.get_by_label(role.capitalize(), exact=True).check()
@@ -471,12 +476,113 @@ async def red_through_relay(env: Env) -> dict[str, Any]:
             relay.close()
 
 
+TURN_PORT, TURN_SECRET = 3478, "browser-turn-secret"
+
+
+@contextlib.asynccontextmanager
+async def coturn(workdir: Path) -> AsyncIterator[None]:
+    """Debian's coturn on 127.0.0.1 (this namespace's only address), shared-secret auth."""
+    if shutil.which("turnserver") is None:
+        raise RuntimeError("coturn is not installed (apt-get install coturn)")
+    command = ["turnserver", "-n", "--no-cli", "--no-dtls", "--no-tls", "--fingerprint"]
+    command += ["--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--allow-loopback-peers"]
+    command += [f"--listening-port={TURN_PORT}", "--use-auth-secret", "--realm=podium.test"]
+    command += [f"--static-auth-secret={TURN_SECRET}", f"--userdb={workdir / 'turndb'}"]
+    command += [f"--pidfile={workdir / 'turn.pid'}", "--log-file=stdout", "--simple-log"]
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        for _ in range(200):  # listening within a second or two
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", TURN_PORT)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            break
+        yield
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def turn_listener(env: Env) -> dict[str, Any]:
+    """Chromium with a relay-only policy (the demo's ``relay=1``) hears a Python speaker
+    through coturn, with the credential its join response carried."""
+    room, shots = "relayed", list[str]()
+    turn = IceServer((f"turn:127.0.0.1:{TURN_PORT}",), secret=TURN_SECRET)
+    server = PodiumServer(make_config(serve_demo=True, ice_servers=(turn,)))
+    with tempfile.TemporaryDirectory() as tmp:
+        async with coturn(Path(tmp)):
+            await server.start()
+            speaker = None
+            try:
+                speaker = await PodiumClient.connect(
+                    server.url,
+                    token("py-speaker", "speaker", room=room),
+                    publish=ToneTrack(PYTHON_TONE, 0.5),
+                    host_addresses=LOOPBACK,
+                )
+                await speaker.wait_connected()
+                base = f"http://127.0.0.1:{server.port}"
+                page = await env.page(
+                    room, "chrome-relayed", "listener", base=base, query="&relay=1"
+                )
+                await page.wait_for_function(
+                    "window.podiumDemo.client.slotOf('py-speaker') !== undefined"
+                )
+                audio = await page.evaluate(PAGE_AUDIO_JS, {"identity": "py-speaker", "ms": 1500})
+                rtc = await page.evaluate(PAGE_RTC_JS)
+                ice_servers = await page.evaluate("window.podiumDemo.client.joinInfo.ice_servers")
+                await env.shot(page, "turn-01-browser-listener-relayed", shots)
+                await page.context.close()
+            finally:
+                if speaker is not None:
+                    await speaker.close()
+                await server.stop()
+    return {"audio": audio, "pair": rtc["pair"], "ice_servers": ice_servers, "screenshots": shots}
+
+
+INSECURE_HOST = "podium.test"  # Chromium resolves it to 127.0.0.1: an http origin, not local
+
+PAGE_MIC_JS = """
+() => ({
+  secureContext: window.isSecureContext,
+  mic: document.getElementById("mic").textContent,
+  micError: document.getElementById("mic-error").hidden ? null
+    : document.getElementById("mic-error").textContent,
+  connection: document.getElementById("connection").textContent,
+  microphone: window.podiumDemo.client.microphone !== null,
+})
+"""
+
+
+async def insecure_speaker(env: Env) -> dict[str, Any]:
+    """A speaker on the demo page over plain http on a LAN-like name: the browser gives no
+    microphone, and the page says so instead of showing "Mute" over silence."""
+    room, shots = "insecure", list[str]()
+    base = f"http://{INSECURE_HOST}:{env.server.port}"
+    page = await env.page(room, "lan-speaker", "speaker", base=base)
+    await page.locator("#mic-error").wait_for()
+    shown = await page.evaluate(PAGE_MIC_JS)
+    await asyncio.sleep(0.5)  # anything sent would have reached the server by now
+    facts = await producer_facts(env.server, room, "lan-speaker")
+    await env.shot(page, "insecure-01-speaker-without-microphone", shots)
+    await page.get_by_role("button", name="Turn on microphone").click()  # asks again
+    await page.locator("#mic-error").wait_for()
+    await page.context.close()
+    return {"shown": shown, "server_packets": facts["packets"], "screenshots": shots}
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "speaker_interop": speaker_interop,
     "browser_listener": browser_listener,
     "stage_flow": stage_flow,
     "tls_listener": tls_listener,
     "red_through_relay": red_through_relay,
+    "insecure_speaker": insecure_speaker,
+    "turn_listener": turn_listener,
 }
 
 
@@ -518,6 +624,7 @@ async def run(out: Path) -> dict[str, Any]:
                     "--allow-loopback-in-peer-connection",
                     "--autoplay-policy=no-user-gesture-required",
                     f"--ignore-certificate-errors-spki-list={spki_hash(tls[0])}",
+                    f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1",
                 ],
             )
             results["browser_version"] = browser.version

@@ -177,6 +177,35 @@ def test_browser_listener_over_https_and_wss_hears_a_speaker(browser_run: dict[s
     assert abs(sorted(p["hz"] for p in peaks)[len(peaks) // 2] - PYTHON_TONE) < 5, audio["peaks"]
 
 
+def test_demo_page_over_plain_http_says_the_microphone_is_off(
+    browser_run: dict[str, Any],
+) -> None:
+    """Off localhost over http the browser has no microphone: the page says why and how to
+    fix it, and claims neither "Mute" nor a connection that sends (nothing is sent)."""
+    result = scenario(browser_run, "insecure_speaker")
+    shown = result["shown"]
+    assert shown["secureContext"] is False and shown["microphone"] is False, shown
+    assert "https" in shown["micError"] and "not" in shown["micError"], shown
+    assert shown["mic"] == "Turn on microphone", shown
+    assert shown["connection"] == "Audio connected · your microphone is off", shown
+    assert result["server_packets"] == 0
+
+
+def test_browser_listener_hears_a_speaker_through_coturn(browser_run: dict[str, Any]) -> None:
+    """Relay only: the browser must use the TURN server and credential the join handed it
+    (Chromium refuses a turn: URL without one)."""
+    result = scenario(browser_run, "turn_listener")
+    (server,) = result["ice_servers"]
+    assert server["urls"] == ["turn:127.0.0.1:3478"], server
+    assert server["username"].endswith(":chrome-relayed") and server["credential"], server
+    assert result["pair"]["local"]["type"] == "relay", result["pair"]
+    audio = result["audio"]
+    assert "error" not in audio, audio
+    peaks = [p for p in audio["peaks"] if p["db"] > -60]
+    assert len(peaks) >= len(audio["peaks"]) // 2, audio["peaks"]
+    assert abs(sorted(p["hz"] for p in peaks)[len(peaks) // 2] - PYTHON_TONE) < 5, audio["peaks"]
+
+
 def test_sdk_requests_events_and_errors_in_the_browser(browser_run: dict[str, Any]) -> None:
     sdk = scenario(browser_run, "browser_listener")["sdk"]
     text = "sent through the SDK"

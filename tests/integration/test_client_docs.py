@@ -7,6 +7,7 @@ import pytest
 from tests.netns import namespaces_missing, run_scenario
 
 
+@pytest.mark.slow
 def test_client_examples_run_as_written_and_end() -> None:
     why = namespaces_missing()
     if why:

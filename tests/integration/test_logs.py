@@ -88,5 +88,13 @@ def test_ports_in_use_and_bad_options_end_in_one_line() -> None:
     slots = _run_serve("--slots", "0")
     assert (slots.returncode, slots.stderr) == (1, "podium serve: slots must be at least 1\n")
     port = _run_serve("--udp-port", "70000")
-    assert port.returncode == 2 and "a UDP port is 0-65535" in port.stderr
+    assert port.returncode == 2 and "'70000' is not a port (0-65535)" in port.stderr
     assert "Traceback" not in port.stderr
+    for option, message in (
+        (("--announce-address", "sfu.example"), "takes IP addresses (or 'auto'), not"),
+        (("--webhook-url", "example.org/hook"), "is not an http(s) URL"),
+        (("--recordings-dir", "/proc/podium"), "--recordings-dir /proc/podium: "),
+    ):
+        done = _run_serve(*option)
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("podium serve: ") and message in done.stderr, done.stderr
