@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +17,7 @@ from sfu.config import MediaConfig
 from sfu.mixer import MediaMode
 from signaling.room.roles import Role
 from signaling.room.settings import RoomSettings
+from signaling.server.cluster.config import ClusterConfig
 from signaling.server.config import IceServer, ServerConfig, WebhookConfig
 from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
 from signaling.wire.tokens import ALL_ROOMS, mint_admin_token, mint_token
@@ -45,8 +47,19 @@ def _credentials(args: argparse.Namespace) -> tuple[str, str]:
     return key, secret
 
 
+def _workers(value: str) -> int:
+    count = (os.cpu_count() or 1) if value == "auto" else int(value)
+    if count < 1:
+        raise argparse.ArgumentTypeError("--workers is a count of processes, or 'auto'")
+    return count
+
+
 def _serve(args: argparse.Namespace) -> None:
     key, secret = _credentials(args)
+    if args.workers is not None:
+        if args.redis is None:
+            sys.exit("podium: --workers needs --redis (the nodes share rooms through it)")
+        sys.exit(_run_workers(args))
     addresses = tuple(args.announce_address or (["auto", "127.0.0.1"] if args.dev else ["auto"]))
     ice = tuple(IceServer(urls=(url,)) for url in args.ice_server or ())
     config = ServerConfig(
@@ -60,6 +73,14 @@ def _serve(args: argparse.Namespace) -> None:
         serve_demo=args.dev,
         webhooks=WebhookConfig(urls=tuple(args.webhook_url or ())),
         metrics_port=args.metrics_port,
+        cluster=None
+        if args.redis is None
+        else ClusterConfig(
+            redis_url=args.redis,
+            node_id=args.node_id,
+            relay_host=args.relay_address or ("127.0.0.1" if args.dev else _first_address()),
+            relay_port=args.relay_port,
+        ),
     )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -71,6 +92,57 @@ def _serve(args: argparse.Namespace) -> None:
 
         uvloop.install()
     asyncio.run(_run(config, dev=args.dev))
+
+
+def _first_address() -> str:
+    from sfu.rtc.setup import host_addresses
+
+    return next(iter(host_addresses()), "127.0.0.1")
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """``--workers N``: N nodes of one cluster on this machine, each its own process.
+
+    Node i (from 0) serves signaling on ``--port`` + i and media on ``--udp-port`` + i
+    (0 and none stay as they are), its relay on ``--relay-port`` + i when that is set,
+    metrics on ``--metrics-port`` + i.  The parent only starts them, passes SIGINT and
+    SIGTERM on, and waits: any node can serve any room, so a platform may hand clients
+    any node's URL (``GET /v1/nodes`` lists them).
+    """
+    argv = _without_workers(args.argv)
+    children = []
+    for i in range(args.workers):
+        extra = ["--port", str(args.port + i)]
+        if args.udp_port:
+            extra += ["--udp-port", str(args.udp_port + i)]
+        if args.relay_port:
+            extra += ["--relay-port", str(args.relay_port + i)]
+        if args.metrics_port:
+            extra += ["--metrics-port", str(args.metrics_port + i)]
+        command = [sys.executable, "-m", "signaling.server.cli", *argv, *extra]
+        children.append(subprocess.Popen(command))
+
+    def forward(signum: int, frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    return max(child.wait() for child in children)
+
+
+def _without_workers(argv: Sequence[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            kept.append(arg)
+    return kept
 
 
 def tune_gc() -> None:
@@ -184,6 +256,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--metrics-port", type=int, help="also serve /metrics, /healthz, /readyz on this port"
     )
+    serve.add_argument(
+        "--redis",
+        help="cluster mode: redis://HOST:PORT/DB shared by every node (docs/cluster.md)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        help="start N cluster nodes on this machine ('auto': one per core); needs --redis",
+    )
+    serve.add_argument("--node-id", help="this node's id in the cluster (default: host-pid-random)")
+    serve.add_argument(
+        "--relay-address",
+        help="address other nodes send relayed media to (default: this machine's first)",
+    )
+    serve.add_argument(
+        "--relay-port", type=int, default=0, help="UDP port of the relay (default: any free one)"
+    )
     serve.set_defaults(func=_serve)
 
     token = commands.add_parser("token", help="mint an access token (development)")
@@ -217,7 +306,9 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     args.func(args)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sfu.config import MediaConfig
 from signaling.room.settings import RoomSettings
+from signaling.server.cluster.config import ClusterConfig
 from signaling.wire.protocol import MAX_MESSAGE_BYTES
 
 
@@ -71,5 +72,7 @@ class ServerConfig:
     """Where ``start_recording`` writes Ogg/Opus files; recording is refused when unset."""
     metrics_port: int | None = None
     """Also serve ``/metrics`` (and the health checks) on this port; 0 picks a free one."""
+    cluster: ClusterConfig | None = None
+    """Cluster mode (``--redis``): rooms span every node of the cluster (docs/cluster.md)."""
     serve_demo: bool = False
     """Serve the demo page and the ``/dev/token`` endpoint (``--dev`` only: anyone may mint)."""

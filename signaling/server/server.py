@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -23,6 +23,9 @@ from signaling.server.metrics import ServerMetrics
 from signaling.server.runtime import LoopClock
 from signaling.server.session import Session
 from signaling.server.webhooks import Webhooks
+
+if TYPE_CHECKING:
+    from signaling.server.cluster.node import ClusterNode
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,12 @@ class PodiumServer:
             if port is None
             else UdpMux(host_addresses(), port, config.media.ice_consent_timeout)
         )
+        self.cluster: ClusterNode | None = None
+        if config.cluster is not None:  # imported only here: a single process needs no Redis
+            from signaling.server.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(self, config.cluster)
+            self.cluster.install(self.app)
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -66,6 +75,8 @@ class PodiumServer:
         if self.config.port == 0:
             self.port = self._runner.addresses[0][1]
         logger.info("Podium listening on %s", self.url)
+        if self.cluster is not None:
+            await self.cluster.start(self.url)
         await self.metrics.start()
 
     async def stop(self) -> None:
@@ -77,6 +88,8 @@ class PodiumServer:
         self.rooms.clear()  # first: a room emptied by closing must not be released (closed) again
         for room in rooms:
             await room.close("server_shutdown")
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -123,6 +136,8 @@ class PodiumServer:
     def _media(
         self, name: str, on_event: MediaEventHandler, on_peer_lost: PeerLostHandler
     ) -> MediaFacade:
+        if self.cluster is not None:
+            return self.cluster.origin_media(name, on_event, on_peer_lost)
         return MediaRoom(name, self.config.media, on_event, on_peer_lost, self.udp)
 
     async def room_idle(self, room: Room) -> None:
@@ -162,6 +177,7 @@ class PodiumServer:
             "routing_entries": sum(r["media"]["routing_entries"] for r in rooms.values()),
             "errors": dict(self.errors),
             "udp": self.udp.dump() if self.udp is not None else None,
+            "cluster": self.cluster.dump() if self.cluster is not None else None,
         }
 
     # -- HTTP handlers ---------------------------------------------------
@@ -170,7 +186,10 @@ class PodiumServer:
             heartbeat=self.config.keepalive_interval, max_msg_size=self.config.max_frame_bytes
         )
         await ws.prepare(request)
-        await Session(ws, self).run()
+        if self.cluster is not None:
+            await self.cluster.serve(ws)
+        else:
+            await Session(ws, self).run()
         return ws
 
     async def _healthz(self, request: web.Request) -> web.Response:
