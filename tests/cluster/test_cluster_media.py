@@ -73,3 +73,64 @@ async def test_speaker_on_one_node_is_heard_on_two_others(
     await eventually(lambda: slot_of(on_c, "alice") is not None, timeout=15)
     assert speaker.join_info["room"]["name"] == ROOM
     await asyncio.gather(hears(on_b, "alice", 440, 1.5), hears(on_c, "alice", 440, 1.5))
+
+
+class EventLog:
+    """Every event a client receives, in order (read continuously in the background)."""
+
+    def __init__(self, client: PodiumClient) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self._task = asyncio.create_task(self._read(client))
+
+    async def _read(self, client: PodiumClient) -> None:
+        async for event in client.events():
+            self.events.append((event.name, event.data))
+
+    def named(self, *names: str) -> list[tuple[str, dict[str, Any]]]:
+        return [e for e in self.events if e[0] in names]
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+ROOM_WIDE = ("role_changed", "muted", "chat", "pinned")
+
+
+async def test_listener_invited_on_an_edge_is_heard_everywhere_and_events_agree(
+    start_node: StartNode, join: Join
+) -> None:
+    a, b, c = [await start_node(name) for name in ("node-a", "node-b", "node-c")]
+    alice = await join(a, "alice", "host", publish=ToneTrack(440))
+    dave = await join(a, "dave")
+    bob = await join(b, "bob")
+    carol = await join(c, "carol")
+    logs = {name: EventLog(client) for name, client in
+            [("alice", alice), ("dave", dave), ("bob", bob), ("carol", carol)]}  # fmt: skip
+
+    await carol.request("raise_hand")
+    await eventually(lambda: any(n == "hand_raised" for n, _ in logs["alice"].events))
+    await alice.request("invite_to_stage", participant="carol")
+    await eventually(lambda: any(name == "invited" for name, _ in logs["carol"].events))
+    await carol.request("accept_invite")
+    await carol.publish(ToneTrack(660))
+    await carol.request("unmute")  # invitees arrive muted
+    await alice.request("send_chat", text="welcome, carol")
+    await bob.request("send_chat", text="hello from node B")
+
+    hearing = (alice, dave, bob)  # on the origin and on another edge
+    await eventually(lambda: all(slot_of(c, "carol") is not None for c in hearing), timeout=15)
+    await asyncio.gather(
+        hears(dave, "carol", 660, 1.5),
+        hears(bob, "carol", 660, 1.5),
+        hears(alice, "carol", 660, 1.5),
+        hears(carol, "alice", 440, 1.5),  # the edge's speaker still hears the origin's
+    )
+    await eventually(lambda: all(len(log.named("chat")) == 2 for log in logs.values()))
+    seen = [log.named(*ROOM_WIDE) for log in logs.values()]
+    assert [name for name, _ in seen[0]] == ["role_changed", "muted", "chat", "chat"]
+    assert all(s == seen[0] for s in seen)  # same events, same order, once, on every node
+    pages = [await client.request("get_attendees") for client in (alice, bob, carol)]
+    assert pages[0] == pages[1] == pages[2]
+    assert {a["identity"] for a in pages[0]["items"]} == {"alice", "dave", "bob", "carol"}
+    for log in logs.values():
+        log.stop()
