@@ -136,11 +136,21 @@ class RelayEndpoint(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         self.stats["socket_errors"] += 1
 
+    @property
+    def streams(self) -> int:
+        """Relay streams this node sends (one per room and speaker)."""
+        return len(self._streams)
+
+    @property
+    def refused(self) -> int:
+        """Datagrams refused: unknown sender, failed authentication, malformed."""
+        return sum(self.stats[k] for k in ("unknown_sender", "auth_failed", "malformed"))
+
     def dump(self) -> dict[str, Any]:
         return {
             "address": self.address,
             "peers": sorted(self._addresses),
-            "streams_out": len(self._streams),
+            "streams_out": self.streams,
             **self.stats,
         }
 

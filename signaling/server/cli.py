@@ -162,6 +162,10 @@ def tune_gc() -> None:
 async def _run(config: ServerConfig, dev: bool) -> None:
     from signaling.server.server import PodiumServer
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before start: a node registered is stoppable
+        loop.add_signal_handler(sig, stop.set)
     server = PodiumServer(config)
     await server.start()
     tune_gc()
@@ -174,10 +178,6 @@ async def _run(config: ServerConfig, dev: bool) -> None:
             f"  mint a token: podium token --dev --room demo --identity alice --role host\n",
             flush=True,
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop()
 

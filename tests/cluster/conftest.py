@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -127,3 +127,12 @@ async def start_node(redis_url: str, redis: Redis, tmp_path: Path) -> AsyncItera
         except subprocess.TimeoutExpired:
             node.process.kill()
             node.process.wait()
+
+
+async def until(
+    read: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], timeout: float = 10.0
+) -> None:
+    """Poll an async read until ``done`` holds for its value."""
+    async with asyncio.timeout(timeout):
+        while not done(await read()):
+            await asyncio.sleep(0.05)

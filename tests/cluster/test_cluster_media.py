@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from redis.asyncio import Redis
 
+from sfu.relay import RelayPacket, encode
 from signaling.client.client import PodiumClient
-from tests.cluster.conftest import Node, StartNode
+from tests.cluster.conftest import Node, StartNode, until
 from tests.conftest import LOOPBACK, eventually, token
 from tests.media import Recorder, ToneTrack, dominant_frequency, tone_level_db
 
@@ -75,6 +80,33 @@ async def test_speaker_on_one_node_is_heard_on_two_others(
     await asyncio.gather(hears(on_b, "alice", 440, 1.5), hears(on_c, "alice", 440, 1.5))
 
 
+async def test_the_relay_refuses_what_no_cluster_node_sent(
+    start_node: StartNode, join: Join, redis: Redis
+) -> None:
+    a, b = [await start_node(name) for name in ("node-a", "node-b")]
+    await join(a, "alice", "host", publish=ToneTrack(440))
+    on_b = await join(b, "bob")
+    await eventually(lambda: slot_of(on_b, "alice") is not None, timeout=15)
+    relay = str(await cast("Awaitable[str]", redis.hget("podium:node:node-b", "relay")))
+    host, _, port = relay.rpartition(":")
+    forged = encode(RelayPacket(ROOM, "mallory", 0, 1, 960, True, b"\xfc" + bytes(60)), 5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        for seq in range(50):  # a loud "speaker" nobody admitted, in clear and in junk
+            stranger.sendto(forged if seq % 2 else bytes(80), (host, int(port)))
+    await until(lambda: load_of(redis, "node-b"), lambda load: load["relay_refused"] >= 50)
+    await hears(on_b, "alice", 440, 1.0)
+    assert all("mallory" not in s.history for s in on_b.slots)
+    load = await load_of(redis, "node-b")
+    assert load["relay_in"] > 50  # alice's packets, from node A
+
+
+async def load_of(redis: Redis, node: str) -> dict[str, Any]:
+    load: dict[str, Any] = json.loads(
+        await cast("Awaitable[str]", redis.hget(f"podium:node:{node}", "load"))
+    )
+    return load
+
+
 class EventLog:
     """Every event a client receives, in order (read continuously in the background)."""
 
@@ -134,3 +166,24 @@ async def test_listener_invited_on_an_edge_is_heard_everywhere_and_events_agree(
     assert {a["identity"] for a in pages[0]["items"]} == {"alice", "dave", "bob", "carol"}
     for log in logs.values():
         log.stop()
+
+
+async def test_origin_killed_edge_clients_are_let_go_and_the_room_starts_again_elsewhere(
+    start_node: StartNode, join: Join, redis: Redis
+) -> None:
+    a, b, c = [await start_node(name) for name in ("node-a", "node-b", "node-c")]
+    await join(a, "alice", "host", publish=ToneTrack(440))
+    bob = await join(b, "bob")
+    await eventually(lambda: slot_of(bob, "alice") is not None, timeout=15)
+    assert await redis.get(f"podium:room:{ROOM}:origin") == "node-a"
+
+    a.process.send_signal(signal.SIGKILL)
+    gone = await bob.next_event("disconnected", timeout=15)
+    assert gone.data["reason"] == "origin_lost"
+    # Not failover yet (docs/cluster.md): the room starts afresh on the node a client reaches.
+    erin = await join(c, "erin", "host", publish=ToneTrack(660))
+    bob_again = await join(b, "bob")
+    assert await redis.get(f"podium:room:{ROOM}:origin") == "node-c"
+    await eventually(lambda: slot_of(bob_again, "erin") is not None, timeout=15)
+    await hears(bob_again, "erin", 660, 1.0)
+    assert erin.join_info["room"]["num_participants"] == 1

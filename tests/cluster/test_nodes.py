@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
+import os
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Any
+import socket
+import subprocess
+import sys
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import cast
 
 import aiohttp
 from redis.asyncio import Redis
 
 from signaling.wire.tokens import mint_admin_token
-from tests.cluster.conftest import StartNode
+from tests.cluster.conftest import REPO, StartNode, free_port, until
 from tests.conftest import API_KEY, API_SECRET, eventually
 
 
@@ -49,10 +53,39 @@ async def test_nodes_register_list_each_other_and_expire(
     await until(lambda: redis.zrange("podium:nodes", 0, -1), lambda ids: ids == ["node-b"])
 
 
-async def until(
-    read: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], timeout: float = 10.0
+async def test_workers_start_one_node_per_process_on_consecutive_ports(
+    redis_url: str, redis: Redis, tmp_path: Path
 ) -> None:
-    """Poll an async read until ``done`` holds for its value."""
-    async with asyncio.timeout(timeout):
-        while not done(await read()):
-            await asyncio.sleep(0.05)
+    port = free_port_pair()
+    command = [
+        sys.executable, "-m", "signaling.server.cli", "serve",
+        "--api-key", API_KEY, "--api-secret", API_SECRET, "--host", "127.0.0.1",
+        "--port", str(port), "--udp-port", "0", "--announce-address", "127.0.0.1",
+        "--relay-address", "127.0.0.1", "--redis", redis_url, "--workers", "2",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = tmp_path / "workers.log"
+    with log.open("wb") as out:
+        parent = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        await until(lambda: redis.zcard("podium:nodes"), lambda n: n == 2, timeout=30)
+        ids = await redis.zrange("podium:nodes", 0, -1)
+        urls = {await cast("Awaitable[str]", redis.hget(f"podium:node:{i}", "url")) for i in ids}
+        assert urls == {f"ws://127.0.0.1:{port}/rtc", f"ws://127.0.0.1:{port + 1}/rtc"}
+    finally:
+        parent.send_signal(signal.SIGTERM)  # passed on to every node
+        assert parent.wait(15) == 0, log.read_text()[-3000:]
+    assert await redis.zcard("podium:nodes") == 0  # each node said goodbye
+
+
+def free_port_pair() -> int:
+    """A TCP port P with P + 1 free too (right now)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports")

@@ -22,7 +22,13 @@ from sfu.rtc.relay import RelayedMediaRoom
 from signaling.room.media import refusal
 from signaling.server.session import HANDLER_TYPES, WebSocket
 from signaling.wire.errors import ErrorCode, PodiumError
-from signaling.wire.protocol import encode_error, encode_response, field, parse_request
+from signaling.wire.protocol import (
+    encode_error,
+    encode_event,
+    encode_response,
+    field,
+    parse_request,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +82,13 @@ class EdgeSession:
     def deliver(self, text: str) -> None:
         self._outbox.put_nowait(text)
 
-    def close(self) -> None:
-        """The origin closed the session (after its goodbye, already queued)."""
-        self.closed_by_origin = True
+    def close(self, reason: str | None = None) -> None:
+        """End the session: with no ``reason`` the origin closed it (its goodbye is queued);
+        otherwise this node does, tells the client why, and the origin that it left."""
+        if reason is None:
+            self.closed_by_origin = True
+        else:
+            self.deliver(encode_event("disconnected", {"reason": reason}))
         self._outbox.put_nowait(None)
 
     async def _write_loop(self) -> None:

@@ -108,10 +108,16 @@ class ClusterNode:
         logger.info("cluster node %s (relay %s)", self.id, self.relay.address)
 
     async def stop(self) -> None:
-        """Leave the cluster, after the messages the rooms' closing queued have gone out."""
+        """Leave the cluster, after telling the other nodes that our clients are gone.
+
+        Called once the server has closed its own rooms (so their remote sessions say
+        goodbye through their edges); this node's edge sessions end here.
+        """
+        for edge in list(self._edge_sessions.values()):
+            edge.close("server_shutdown")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
-                while not self._outgoing.empty():
+                while self._edge_sessions or self._remote or not self._outgoing.empty():
                     await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
@@ -153,7 +159,10 @@ class ClusterNode:
             "participants": self._local_sessions + len(self._edge_sessions),
             "rooms": len(self.server.rooms),
             "edge_rooms": len(self.edge_rooms),
-            "relay_streams": self.relay.dump()["streams_out"],
+            "relay_streams": self.relay.streams,
+            "relay_in": self.relay.stats["packets_in"],
+            "relay_out": self.relay.stats["packets_out"],
+            "relay_refused": self.relay.refused,
         }
 
     async def _beat(self) -> None:
@@ -204,6 +213,7 @@ class ClusterNode:
         return sorted(found, key=lambda e: str(e["id"]))
 
     async def refresh_peers(self) -> None:
+        """The relay's peer table from the registry; rooms whose origin died end here."""
         peers = {}
         for entry in await self.nodes():
             if entry["id"] == self.id:
@@ -212,6 +222,21 @@ class ClusterNode:
             with contextlib.suppress(ValueError):
                 peers[str(entry["id"])] = ((host, int(port)), bytes.fromhex(entry["relay_key"]))
         self.relay.set_peers(peers)
+        for room, media in list(self.edge_rooms.items()):
+            origin = media.plan.origin
+            if origin is not None and origin not in peers:
+                await self._origin_lost(room, origin)
+
+    async def _origin_lost(self, room: str, origin: str) -> None:
+        """Nothing of the room is decided any more: its clients are told and let go (they
+        may join again, and reach a new origin)."""
+        logger.warning("cluster: origin %s of room %s is gone", origin, room)
+        for (name, _), edge in list(self._members.items()):
+            if name == room:
+                edge.close("origin_lost")
+        media = self.edge_rooms.pop(room, None)
+        if media is not None:
+            await media.close()
 
     def _refresh_peers_soon(self, node: str) -> None:
         if not self.relay.knows(node):
@@ -219,17 +244,23 @@ class ClusterNode:
 
     # -- rooms -----------------------------------------------------------------------
     async def origin_of(self, room: str) -> str:
-        """The room's origin node, claimed by this node if it has none."""
+        """The room's origin node, claimed by this node if it has none (or a dead one)."""
         key = keys.origin(room)
         while True:
             if await self.redis.set(key, self.id, nx=True, px=int(self.config.origin_ttl * 1000)):
                 self._owned[room] = 0
                 return self.id
             origin = await self.redis.get(key)
-            if origin is not None:
-                if origin == self.id:
-                    self._owned.setdefault(room, 0)
+            if origin == self.id:
+                self._owned.setdefault(room, 0)
+                return self.id
+            if origin is None:
+                continue  # lapsed in between: claim it
+            if await self.redis.exists(keys.node(origin)):
                 return str(origin)
+            # Its node is gone (no heartbeat for node_ttl): the claim goes, if still its.
+            logger.info("cluster: room %s's origin %s is gone; claiming it", room, origin)
+            await self._release(keys=[key], args=[origin])
 
     def origin_media(
         self, name: str, on_event: EventHandler, on_peer_lost: PeerLostHandler
