@@ -16,7 +16,7 @@ from sfu.rtc.udp_mux import UdpMux
 from signaling.room.media import MediaEventHandler, MediaFacade, PeerLostHandler
 from signaling.room.room import Room
 from signaling.room.settings import RoomSettings
-from signaling.server.api import ServerApi
+from signaling.server.api import ApiError, ServerApi
 from signaling.server.config import ServerConfig
 from signaling.server.demo import demo_routes
 from signaling.server.metrics import ServerMetrics
@@ -110,6 +110,8 @@ class PodiumServer:
         """The live room called ``name``; created by its first join."""
         room = self.rooms.get(name)
         if room is None or room.stage.ended:
+            if self.cluster is not None:
+                self.cluster.check_origin(name)
             room = self.rooms[name] = self._new_room(name, self.config.room)
         timer = self._empty_timers.pop(name, None)
         if timer is not None:
@@ -118,6 +120,10 @@ class PodiumServer:
 
     async def create_room(self, name: str, settings: RoomSettings) -> Room:
         """A room made ahead of its first join (server API): it waits ``empty_timeout`` for one."""
+        if self.cluster is not None:
+            origin = await self.cluster.origin_of(name)
+            if origin != self.cluster.id:
+                raise ApiError(409, "invalid_state", f"room {name!r} lives on node {origin!r}")
         room = self.rooms[name] = self._new_room(name, settings)
         await self.room_idle(room)
         return room

@@ -44,7 +44,7 @@ from signaling.server.cluster.media import OriginMedia
 from signaling.server.cluster.remote import RemoteSocket
 from signaling.server.context import ServerContext
 from signaling.server.session import HANDLER_TYPES, Session, WebSocket
-from signaling.wire.errors import PodiumError
+from signaling.wire.errors import ErrorCode, PodiumError
 from signaling.wire.protocol import encode_event, field, parse_request
 from signaling.wire.tokens import ALL_ROOMS, verify_admin_token, verify_token
 
@@ -261,6 +261,14 @@ class ClusterNode:
             # Its node is gone (no heartbeat for node_ttl): the claim goes, if still its.
             logger.info("cluster: room %s's origin %s is gone; claiming it", room, origin)
             await self._release(keys=[key], args=[origin])
+
+    def check_origin(self, room: str) -> None:
+        """Refuse to make a room here that this node has not claimed (a split room)."""
+        if room not in self._owned:
+            raise PodiumError(
+                ErrorCode.INVALID_STATE,
+                "in a cluster a room is joined by a connection's first request",
+            )
 
     def origin_media(
         self, name: str, on_event: EventHandler, on_peer_lost: PeerLostHandler
