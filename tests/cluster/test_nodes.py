@@ -89,3 +89,15 @@ def free_port_pair() -> int:
                 continue
         return port
     raise RuntimeError("no two consecutive free ports")
+
+
+async def test_a_room_is_created_only_on_its_origin(start_node: StartNode) -> None:
+    a = await start_node("node-a")
+    b = await start_node("node-b")
+    admin = {"Authorization": f"Bearer {mint_admin_token(API_KEY, API_SECRET)}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{a.http}/v1/rooms", json={"name": "r1"}, headers=admin) as made:
+            assert made.status == 201
+        async with http.post(f"{b.http}/v1/rooms", json={"name": "r1"}, headers=admin) as split:
+            assert split.status == 409
+            assert "node-a" in (await split.json())["error"]["message"]

@@ -84,7 +84,7 @@ class ClusterNode:
         self._pending: dict[tuple[str, str], str] = {}  # (room, identity) → its edge node
         self._owned: dict[str, int] = {}  # rooms this node is origin of → beats seen unused
         self._local_sessions = 0
-        self._outgoing: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._outgoing: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._pubsub: PubSub | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[None]] = set()
@@ -342,7 +342,7 @@ class ClusterNode:
     # -- messages between nodes --------------------------------------------------------
     def send(self, node: str, message: dict[str, Any]) -> None:
         """Queue ``message`` for ``node``'s inbox; all of this node's messages keep their order."""
-        self._outgoing.put_nowait((keys.inbox(node), json.dumps(message)))
+        self._outgoing.put_nowait((node, message))
 
     async def _publish(self) -> None:
         while True:
@@ -350,8 +350,8 @@ class ClusterNode:
             while not self._outgoing.empty():
                 batch.append(self._outgoing.get_nowait())
             pipe = self.redis.pipeline(transaction=False)  # one connection: in order
-            for channel, data in batch:
-                pipe.publish(channel, data)
+            for node, message in coalesce(batch):
+                pipe.publish(keys.inbox(node), json.dumps(message))
             try:
                 await pipe.execute()
             except Exception:
@@ -367,13 +367,13 @@ class ClusterNode:
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["t"]
-        if kind in ("msg", "close"):
-            edge = self._edge_sessions.get(message["conn"])
-            if edge is not None:
-                if kind == "msg":
+        if kind == "msg":
+            for conn in message["conns"]:
+                if (edge := self._edge_sessions.get(conn)) is not None:
                     edge.deliver(message["text"])
-                else:
-                    edge.close()
+        elif kind == "close":
+            if (edge := self._edge_sessions.get(message["conn"])) is not None:
+                edge.close()
         elif kind == "open":
             self._open(message)
         elif kind in ("frame", "gone"):
@@ -488,6 +488,31 @@ class ClusterNode:
             "edge_sessions": len(self._edge_sessions),
             "remote_sessions": len(self._remote),
         }
+
+
+def coalesce(batch: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """One message per node for a frame broadcast to many of its clients.
+
+    A ``msg`` joins the message just before it for the same node when that one carries
+    the same text: what each node receives, and in which order, is unchanged (a room's
+    broadcast costs one message per edge instead of one per listener).
+    """
+    out: list[tuple[str, dict[str, Any]]] = []
+    last: dict[str, dict[str, Any]] = {}  # node → its latest message in ``out``
+    for node, message in batch:
+        if message["t"] == "msg":
+            previous = last.get(node)
+            if (
+                previous is not None
+                and previous["t"] == "msg"
+                and previous["text"] == message["text"]
+            ):
+                previous["conns"].append(message["conn"])
+                continue
+            message = {"t": "msg", "conns": [message["conn"]], "text": message["text"]}
+        out.append((node, message))
+        last[node] = message
+    return out
 
 
 async def _first_frame(ws: WebSocket) -> str | bytes | None:
