@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from sfu.relay import RelayPacket, encode
 from signaling.client.client import PodiumClient
-from tests.cluster.conftest import Node, StartNode, until
+from tests.cluster.conftest import Node, RedisServer, StartNode, until
 from tests.conftest import LOOPBACK, eventually, token
 from tests.media import Recorder, ToneTrack, dominant_frequency, tone_level_db
 
@@ -187,3 +187,18 @@ async def test_origin_killed_edge_clients_are_let_go_and_the_room_starts_again_e
     await eventually(lambda: slot_of(bob_again, "erin") is not None, timeout=15)
     await hears(bob_again, "erin", 660, 1.0)
     assert erin.join_info["room"]["num_participants"] == 1
+
+
+async def test_nodes_come_back_when_redis_does(
+    start_node: StartNode, join: Join, redis_server: RedisServer, redis: Redis
+) -> None:
+    a, b = [await start_node(name) for name in ("node-a", "node-b")]
+    redis_server.stop()  # every key, claim and subscription gone with it
+    await asyncio.sleep(1.5)
+    assert a.process.poll() is None and b.process.poll() is None
+    redis_server.start()
+    await until(lambda: redis.zcard("podium:nodes"), lambda n: n == 2, timeout=10)
+    await join(a, "alice", "host", publish=ToneTrack(440))
+    bob = await join(b, "bob")
+    await eventually(lambda: slot_of(bob, "alice") is not None, timeout=15)
+    await hears(bob, "alice", 440, 1.0)

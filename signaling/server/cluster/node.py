@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from sfu.events import RouterEvent, SlotsChanged
 from sfu.mixer import MIX, is_mix
@@ -358,12 +359,18 @@ class ClusterNode:
                 logger.exception("cluster: %d messages lost", len(batch))
 
     async def _read_inbox(self) -> None:
+        """Our inbox, for good: a lost Redis connection is re-opened (and re-subscribed)."""
         assert self._pubsub is not None
-        async for message in self._pubsub.listen():
+        while True:
             try:
-                await self._dispatch(json.loads(message["data"]))
-            except Exception:  # one bad message must not stop the node's inbox
-                logger.exception("cluster: cannot handle %r", message["data"][:200])
+                async for message in self._pubsub.listen():
+                    try:
+                        await self._dispatch(json.loads(message["data"]))
+                    except Exception:  # one bad message must not stop the node's inbox
+                        logger.exception("cluster: cannot handle %r", message["data"][:200])
+            except (RedisError, OSError) as exc:
+                logger.warning("cluster: inbox connection lost (%s); reconnecting", exc)
+                await asyncio.sleep(self.config.heartbeat_interval)
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["t"]
