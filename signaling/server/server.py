@@ -61,7 +61,7 @@ class PodiumServer:
             from signaling.server.cluster.node import ClusterNode
 
             self.cluster = ClusterNode(self, config.cluster)
-            self.cluster.install(self.app)
+            self.cluster.install(self.app, self.metrics.registry)
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:

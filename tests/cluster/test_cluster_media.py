@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 
@@ -98,6 +99,19 @@ async def test_the_relay_refuses_what_no_cluster_node_sent(
     assert all("mallory" not in s.history for s in on_b.slots)
     load = await load_of(redis, "node-b")
     assert load["relay_in"] > 50  # alice's packets, from node A
+    async with aiohttp.ClientSession() as http, http.get(f"{b.http}/metrics") as reply:
+        series = await reply.text()
+    assert series_value(series, 'podium_cluster_relay_refused_total{reason="unknown_sender"}') >= 50
+    assert series_value(series, 'podium_cluster_relay_packets_total{direction="in"}') > 50
+    assert series_value(series, 'podium_cluster_rooms{part="edge"}') == 1
+
+
+def series_value(text: str, name: str) -> float:
+    """One sample's value in a Prometheus text exposition."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} in /metrics")
 
 
 async def load_of(redis: Redis, node: str) -> dict[str, Any]:

@@ -24,10 +24,12 @@ import os
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
@@ -42,6 +44,7 @@ from signaling.server.cluster import keys
 from signaling.server.cluster.config import ClusterConfig
 from signaling.server.cluster.edge import EdgeSession
 from signaling.server.cluster.media import OriginMedia
+from signaling.server.cluster.metrics import ClusterCollector
 from signaling.server.cluster.remote import RemoteSocket
 from signaling.server.context import ServerContext
 from signaling.server.session import HANDLER_TYPES, Session, WebSocket
@@ -85,6 +88,7 @@ class ClusterNode:
         self._pending: dict[tuple[str, str], str] = {}  # (room, identity) → its edge node
         self._owned: dict[str, int] = {}  # rooms this node is origin of → beats seen unused
         self._local_sessions = 0
+        self.messages: Counter[str] = Counter()  # sent, received, lost
         self._outgoing: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._pubsub: PubSub | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -351,12 +355,15 @@ class ClusterNode:
             while not self._outgoing.empty():
                 batch.append(self._outgoing.get_nowait())
             pipe = self.redis.pipeline(transaction=False)  # one connection: in order
-            for node, message in coalesce(batch):
+            messages = coalesce(batch)
+            for node, message in messages:
                 pipe.publish(keys.inbox(node), json.dumps(message))
             try:
                 await pipe.execute()
+                self.messages["sent"] += len(messages)
             except Exception:
-                logger.exception("cluster: %d messages lost", len(batch))
+                self.messages["lost"] += len(messages)
+                logger.exception("cluster: %d messages lost", len(messages))
 
     async def _read_inbox(self) -> None:
         """Our inbox, for good: a lost Redis connection is re-opened (and re-subscribed)."""
@@ -364,6 +371,7 @@ class ClusterNode:
         while True:
             try:
                 async for message in self._pubsub.listen():
+                    self.messages["received"] += 1
                     try:
                         await self._dispatch(json.loads(message["data"]))
                     except Exception:  # one bad message must not stop the node's inbox
@@ -471,8 +479,10 @@ class ClusterNode:
         task.add_done_callback(self._spawned.discard)
 
     # -- server API ----------------------------------------------------------------------
-    def install(self, app: web.Application) -> None:
+    def install(self, app: web.Application, registry: CollectorRegistry) -> None:
+        """``GET /v1/nodes`` on the server's app; the node's series in its metrics."""
         app.add_routes([web.get("/v1/nodes", self._list_nodes, allow_head=False)])
+        registry.register(ClusterCollector(self))
 
     async def _list_nodes(self, request: web.Request) -> web.Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")

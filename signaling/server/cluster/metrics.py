@@ -1,0 +1,67 @@
+"""Prometheus series of a cluster node (scraped with the server's own, at ``/metrics``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from signaling.server.cluster.node import ClusterNode
+
+REFUSALS = ("unknown_sender", "auth_failed", "malformed")
+
+
+class ClusterCollector(Collector):
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node, relay = self.node, self.node.relay
+        packets = CounterMetricFamily(
+            "podium_cluster_relay_packets",
+            "Relayed media packets between nodes (out: datagrams sent, one per edge)",
+            labels=["direction"],
+        )
+        packets.add_metric(["in"], relay.stats["packets_in"])
+        packets.add_metric(["out"], relay.stats["packets_out"])
+        yield packets
+        refused = CounterMetricFamily(
+            "podium_cluster_relay_refused",
+            "Relay datagrams dropped: not from a cluster node, not authenticated, not relay",
+            labels=["reason"],
+        )
+        for reason in REFUSALS:
+            refused.add_metric([reason], relay.stats[reason])
+        yield refused
+        yield GaugeMetricFamily(
+            "podium_cluster_relay_streams",
+            "Streams this node relays (one per room and speaker)",
+            value=relay.streams,
+        )
+        messages = CounterMetricFamily(
+            "podium_cluster_messages",
+            "Messages through Redis to and from other nodes (lost: a publish that failed)",
+            labels=["direction"],
+        )
+        for direction in ("sent", "received", "lost"):
+            messages.add_metric([direction], node.messages[direction])
+        yield messages
+        rooms = GaugeMetricFamily(
+            "podium_cluster_rooms", "Rooms this node serves, by its part in them", labels=["part"]
+        )
+        rooms.add_metric(["origin"], len(node.server.rooms))
+        rooms.add_metric(["edge"], len(node.edge_rooms))
+        yield rooms
+        sessions = GaugeMetricFamily(
+            "podium_cluster_sessions",
+            "Clients across nodes: connected here to another origin (edge), or served here"
+            " for another node (remote)",
+            labels=["kind"],
+        )
+        dump = node.dump()
+        sessions.add_metric(["edge"], dump["edge_sessions"])
+        sessions.add_metric(["remote"], dump["remote_sessions"])
+        yield sessions
