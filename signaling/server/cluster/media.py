@@ -45,7 +45,12 @@ class OriginMedia(RelayedMediaRoom):
         message = {"room": self.room.id, "origin": self._node_id, "pid": participant}
         self._command(node, {"t": "media", "op": op, "value": value, **message})
 
+    def _on_stage(self, participant: str) -> bool:
+        member = self.room.participants.get(participant)
+        return member is not None and member.producer.allowed
+
     def _stop_relaying(self, participant: str) -> None:
+        """Every edge but the speaker's own forgets it (listeners were never relayed)."""
         home = self.plan.node_of(participant)
         for edge in self.plan.edges:
             if edge != home:
@@ -59,15 +64,17 @@ class OriginMedia(RelayedMediaRoom):
             self._tell(edge, "join", participant_id, may_publish)
 
     async def leave(self, participant_id: str) -> None:
-        self._stop_relaying(participant_id)
+        if self._on_stage(participant_id):
+            self._stop_relaying(participant_id)
         edge = self.plan.unplace(participant_id)
         await super().leave(participant_id)
         if edge is not None:
             self._tell(edge, "leave", participant_id)
 
     def set_publish_allowed(self, participant_id: str, allowed: bool) -> None:
+        was_on_stage = self._on_stage(participant_id)
         super().set_publish_allowed(participant_id, allowed)
-        if not allowed:
+        if was_on_stage and not allowed:
             self._stop_relaying(participant_id)
         edge = self.plan.node_of(participant_id)
         if edge is not None:
@@ -75,7 +82,7 @@ class OriginMedia(RelayedMediaRoom):
 
     def set_muted(self, participant_id: str, muted: bool) -> None:
         super().set_muted(participant_id, muted)
-        if muted:
+        if muted and self._on_stage(participant_id):
             self._stop_relaying(participant_id)
         edge = self.plan.node_of(participant_id)
         if edge is not None:

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from signaling.server.cluster.node import ClusterNode
+from sfu.rtc.relay import RelayEndpoint
+from signaling.server.context import ServerContext
 
 REFUSALS = ("unknown_sender", "auth_failed", "malformed")
 
 
+class NodeView(Protocol):
+    """What the collector reads of a ``ClusterNode``."""
+
+    server: ServerContext
+    relay: RelayEndpoint
+    messages: Counter[str]
+
+    @property
+    def edge_rooms(self) -> Mapping[str, Any]: ...
+
+    def dump(self) -> dict[str, Any]: ...
+
+
 class ClusterCollector(Collector):
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: NodeView) -> None:
         self.node = node
 
     def collect(self) -> Iterator[Metric]:

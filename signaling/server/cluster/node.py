@@ -183,8 +183,10 @@ class ClusterNode:
             "load": json.dumps(self.load()),
         }
         ttl_ms = int(self.config.node_ttl * 1000)
-        for room in [r for r in self._owned if r not in self.server.rooms]:
-            self._owned[room] += 1  # claimed for a join still in flight, or closed since
+        # Beats each claimed room has gone without a live room here (a join still in
+        # flight, or the room closed): the claim is released after three.
+        for room, unused in self._owned.items():
+            self._owned[room] = 0 if room in self.server.rooms else unused + 1
         released = [r for r, unused in self._owned.items() if unused > 2]
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(keys.node(self.id), mapping=registration)
@@ -494,7 +496,8 @@ class ClusterNode:
             raise ApiError(401, error.code, error.message) from error
         if grant.room != ALL_ROOMS:
             raise ApiError(403, "not_permitted", "listing nodes needs an all-rooms admin token")
-        return web.json_response({"nodes": await self.nodes(), "this": self.id})
+        nodes = [{k: v for k, v in n.items() if k != "relay_key"} for n in await self.nodes()]
+        return web.json_response({"nodes": nodes, "this": self.id})
 
     def dump(self) -> dict[str, Any]:
         return {
