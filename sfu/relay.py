@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from sfu.rtp import build_header, parse_header
 
 RELAY_PAYLOAD_TYPE = 96
-_META = struct.Struct("!BHH")  # level (255: none), room length, speaker length
+# level (255: none), room length, speaker length, sending node's clock (µs, mod 2^32)
+_META = struct.Struct("!BHHI")
 _NO_LEVEL = 0xFF
 MAX_NAME_BYTES = 0xFFFF
+_WRAP = 1 << 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,14 @@ class RelayPacket:
     marker: bool
     payload: bytes
     """The speaker's Opus frame, untouched."""
+    sent_us: int = 0
+    """When the sending node sent it: its wall clock in µs, modulo 2^32 (``relay_delay``)."""
+
+
+def relay_delay(sent_us: int, now_us: int) -> float:
+    """Seconds from ``sent_us`` to ``now_us`` (both mod 2^32 µs; nodes' clocks in sync)."""
+    elapsed = (now_us - sent_us) % _WRAP
+    return (elapsed - _WRAP if elapsed >= _WRAP // 2 else elapsed) / 1e6
 
 
 def encode(packet: RelayPacket, ssrc: int) -> bytes:
@@ -50,7 +60,13 @@ def encode(packet: RelayPacket, ssrc: int) -> bytes:
         RELAY_PAYLOAD_TYPE, packet.marker, packet.sequence_number, packet.timestamp, ssrc
     )
     return b"".join(
-        (header, _META.pack(level, len(room), len(source)), room, source, packet.payload)
+        (
+            header,
+            _META.pack(level, len(room), len(source), packet.sent_us % _WRAP),
+            room,
+            source,
+            packet.payload,
+        )
     )
 
 
@@ -62,7 +78,7 @@ def decode(data: bytes) -> RelayPacket:
     offset = header.payload_offset
     if len(data) < offset + _META.size:
         raise ValueError("truncated relay packet")
-    level, room_len, source_len = _META.unpack_from(data, offset)
+    level, room_len, source_len, sent_us = _META.unpack_from(data, offset)
     offset += _META.size
     end = offset + room_len + source_len
     if len(data) < end or not room_len or not source_len:
@@ -80,6 +96,7 @@ def decode(data: bytes) -> RelayPacket:
         timestamp=header.timestamp,
         marker=header.marker,
         payload=data[end:],
+        sent_us=sent_us,
     )
 
 

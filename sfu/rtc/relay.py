@@ -21,6 +21,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any, cast
 
 from aiortc.rtp import RtpPacket
@@ -28,9 +29,10 @@ from pylibsrtp import Error as SrtpError
 from pylibsrtp import Policy, Session
 
 from sfu.config import MediaConfig
-from sfu.relay import RelayPacket, RelayPlan, RelayStreams, decode, encode
+from sfu.relay import RelayPacket, RelayPlan, RelayStreams, decode, encode, relay_delay
 from sfu.rtc.media_room import EventHandler, MediaRoom, PeerLostHandler
 from sfu.rtc.udp_mux import UdpMux
+from sfu.stats import DurationHistogram
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class RelayEndpoint(asyncio.DatagramProtocol):
         self._addresses: dict[str, Address] = {}  # node id → relay address
         self.rooms: dict[str, RelayedMediaRoom] = {}
         self.stats: Counter[str] = Counter()
+        self.latency = DurationHistogram()
+        """Sent by the other node until received here (their clocks' offset included)."""
         self.transport: asyncio.DatagramTransport | None = None
 
     async def start(self) -> None:
@@ -96,9 +100,10 @@ class RelayEndpoint(asyncio.DatagramProtocol):
 
     # -- sending -------------------------------------------------------------
     def send(self, nodes: Iterable[str], packet: RelayPacket) -> None:
-        """Protect once, send the same datagram to each node."""
+        """Stamp, protect once, send the same datagram to each node."""
         if self.transport is None:
             return
+        packet = replace(packet, sent_us=time.time_ns() // 1000)
         data = self._tx.protect(encode(packet, self._streams.ssrc(packet.room, packet.source)))
         for node in nodes:
             addr = self._addresses.get(node)
@@ -131,6 +136,7 @@ class RelayEndpoint(asyncio.DatagramProtocol):
             self.stats["no_room"] += 1
             return
         self.stats["packets_in"] += 1
+        self.latency.observe(max(0.0, relay_delay(packet.sent_us, time.time_ns() // 1000)))
         room.on_relay(node, packet)
 
     def error_received(self, exc: Exception) -> None:

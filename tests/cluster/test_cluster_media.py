@@ -104,6 +104,9 @@ async def test_the_relay_refuses_what_no_cluster_node_sent(
     assert series_value(series, 'podium_cluster_relay_refused_total{reason="unknown_sender"}') >= 50
     assert series_value(series, 'podium_cluster_relay_packets_total{direction="in"}') > 50
     assert series_value(series, 'podium_cluster_rooms{part="edge"}') == 1
+    relayed = series_value(series, 'podium_cluster_relay_latency_seconds_bucket{le="+Inf"}')
+    assert relayed == series_value(series, 'podium_cluster_relay_packets_total{direction="in"}')
+    assert series_value(series, 'podium_cluster_relay_latency_seconds_bucket{le="0.05"}') > 0
 
 
 def series_value(text: str, name: str) -> float:

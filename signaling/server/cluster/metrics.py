@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from sfu.rtc.relay import RelayEndpoint
@@ -50,6 +56,17 @@ class ClusterCollector(Collector):
         for reason in REFUSALS:
             refused.add_metric([reason], relay.stats[reason])
         yield refused
+        cumulative, buckets = 0, []
+        histogram = relay.latency
+        for bound, count in zip((*histogram.bounds, math.inf), histogram.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if math.isinf(bound) else repr(bound), float(cumulative)))
+        yield HistogramMetricFamily(
+            "podium_cluster_relay_latency_seconds",
+            "A relayed packet's sending node's clock to its arrival here (clocks in sync)",
+            buckets=buckets,
+            sum_value=histogram.total,
+        )
         yield GaugeMetricFamily(
             "podium_cluster_relay_streams",
             "Streams this node relays (one per room and speaker)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sfu.relay import RelayPacket, RelayPlan, RelayStreams, decode, encode
+from sfu.relay import RelayPacket, RelayPlan, RelayStreams, decode, encode, relay_delay
 from sfu.rtp import parse_header
 
 
@@ -17,6 +17,7 @@ def packet(**overrides: object) -> RelayPacket:
         "timestamp": 0xFFFFFFF0,
         "marker": True,
         "payload": b"\xfc\x01opus",
+        "sent_us": 123_456_789,
     }
     fields.update(overrides)
     return RelayPacket(**fields)  # type: ignore[arg-type]
@@ -28,6 +29,13 @@ def test_round_trip_keeps_every_field_and_the_stream() -> None:
     assert decode(data) == original
     assert parse_header(data).ssrc == 7
     assert decode(encode(packet(level=None, marker=False), 8)).level is None
+
+
+def test_the_send_time_travels_modulo_2_32_microseconds() -> None:
+    sent = (1 << 32) - 500  # just before the wrap
+    assert decode(encode(packet(sent_us=sent + (5 << 32)), 1)).sent_us == sent
+    assert relay_delay(sent, 1_000) == pytest.approx(0.0015)  # across the wrap
+    assert relay_delay(2_000, 1_000) == pytest.approx(-0.001)  # a clock behind ours
 
 
 @pytest.mark.parametrize(
