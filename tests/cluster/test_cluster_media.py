@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from sfu.relay import RelayPacket, encode
 from signaling.client.client import PodiumClient
+from signaling.wire.errors import PodiumError
 from tests.cluster.conftest import Node, RedisServer, StartNode, until
 from tests.conftest import LOOPBACK, eventually, token
 from tests.media import Recorder, ToneTrack, dominant_frequency, tone_level_db
@@ -219,3 +220,29 @@ async def test_nodes_come_back_when_redis_does(
     bob = await join(b, "bob")
     await eventually(lambda: slot_of(bob, "alice") is not None, timeout=15)
     await hears(bob, "alice", 440, 1.0)
+
+
+async def test_moderation_and_the_end_of_the_room_reach_every_node(
+    start_node: StartNode, join: Join, redis: Redis
+) -> None:
+    a, b, c = [await start_node(name) for name in ("node-a", "node-b", "node-c")]
+    await join(a, "alice", "listener")  # the room's origin: A
+    host = await join(b, "hal", "host", publish=ToneTrack(440))  # a host on an edge
+    carol = await join(c, "carol")
+    await eventually(lambda: slot_of(carol, "hal") is not None, timeout=15)
+
+    await host.request("remove", participant="carol", ban=True, reason="spam")
+    assert (await carol.next_event("disconnected")).data["reason"] == "banned"
+    with pytest.raises(PodiumError) as refused:
+        await join(a, "carol")  # banned on the origin, whichever node she comes back to
+    assert refused.value.code == "banned"
+
+    dave = await join(c, "dave")
+    await eventually(lambda: slot_of(dave, "hal") is not None, timeout=15)
+    await host.request("end_room")
+    for client in (dave, host):
+        assert (await client.next_event("disconnected")).data["reason"] == "room_ended"
+    # Every node lets the room go: no edge media left, the origin's claim released.
+    await until(lambda: load_of(redis, "node-c"), lambda load: load["edge_rooms"] == 0)
+    await until(lambda: load_of(redis, "node-b"), lambda load: load["edge_rooms"] == 0)
+    await until(lambda: redis.exists(f"podium:room:{ROOM}:origin"), lambda n: n == 0)
