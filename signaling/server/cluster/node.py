@@ -45,7 +45,7 @@ from signaling.server.cluster.config import ClusterConfig
 from signaling.server.cluster.edge import EdgeSession
 from signaling.server.cluster.media import OriginMedia
 from signaling.server.cluster.metrics import ClusterCollector
-from signaling.server.cluster.remote import RemoteSocket
+from signaling.server.cluster.remote import RemoteSession, RemoteSocket
 from signaling.server.context import ServerContext
 from signaling.server.session import HANDLER_TYPES, Session, WebSocket
 from signaling.wire.errors import ErrorCode, PodiumError
@@ -414,7 +414,7 @@ class ClusterNode:
 
         async def serve() -> None:
             try:
-                await Session(remote, self.server).run()
+                await RemoteSession(remote, self.server).run()
             finally:
                 self._remote.pop((edge, conn), None)
                 self._pending.pop((message["room"], message["identity"]), None)
