@@ -18,7 +18,7 @@ from signaling.client.client import PodiumClient
 from signaling.wire.errors import PodiumError
 from tests.cluster.conftest import Node, RedisServer, StartNode, until
 from tests.conftest import LOOPBACK, eventually, token
-from tests.media import Recorder, ToneTrack, dominant_frequency, tone_level_db
+from tests.media import Recorder, ToneTrack, dominant_frequency, slot_of, tone_level_db
 
 ROOM = "big"
 SETTLE = 0.6  # seconds of each slot's audio skipped (jitter buffer fill, first switch)
@@ -46,10 +46,6 @@ async def join() -> AsyncIterator[Join]:
     yield _join
     for client in clients:
         await client.close()
-
-
-def slot_of(client: PodiumClient, participant: str) -> int | None:
-    return next((s.index for s in client.slots if s.participant == participant), None)
 
 
 async def hears(client: PodiumClient, participant: str, frequency: float, seconds: float) -> None:

@@ -90,6 +90,8 @@ class ClusterNode:
         self._local_sessions = 0
         self.messages: Counter[str] = Counter()  # sent, received, lost
         self._outgoing: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._in_flight = False  # a pipeline of publishes is being sent
+        self._refreshing = False  # a peer-table refresh out of turn is under way
         self._pubsub: PubSub | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[None]] = set()
@@ -120,9 +122,11 @@ class ClusterNode:
         """
         for edge in list(self._edge_sessions.values()):
             edge.close("server_shutdown")
+        for remote in list(self._remote.values()):  # clients that never joined a room here
+            await remote.close(message=b"server_shutdown")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
-                while self._edge_sessions or self._remote or not self._outgoing.empty():
+                while self._edge_sessions or self._remote or self._unsent:
                     await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
@@ -246,8 +250,17 @@ class ClusterNode:
             await media.close()
 
     def _refresh_peers_soon(self, node: str) -> None:
-        if not self.relay.knows(node):
-            self._spawn(self.refresh_peers())
+        """A node the relay does not know yet (it registered since the last beat)."""
+        if not self.relay.knows(node) and not self._refreshing:
+            self._refreshing = True
+
+            async def refresh() -> None:
+                try:
+                    await self.refresh_peers()
+                finally:
+                    self._refreshing = False
+
+            self._spawn(refresh())
 
     # -- rooms -----------------------------------------------------------------------
     async def origin_of(self, room: str) -> str:
@@ -360,12 +373,19 @@ class ClusterNode:
             messages = coalesce(batch)
             for node, message in messages:
                 pipe.publish(keys.inbox(node), json.dumps(message))
+            self._in_flight = True
             try:
                 await pipe.execute()
                 self.messages["sent"] += len(messages)
             except Exception:
                 self.messages["lost"] += len(messages)
                 logger.exception("cluster: %d messages lost", len(messages))
+            finally:
+                self._in_flight = False
+
+    @property
+    def _unsent(self) -> bool:
+        return self._in_flight or not self._outgoing.empty()
 
     async def _read_inbox(self) -> None:
         """Our inbox, for good: a lost Redis connection is re-opened (and re-subscribed)."""
