@@ -242,3 +242,19 @@ async def test_moderation_and_the_end_of_the_room_reach_every_node(
     await until(lambda: load_of(redis, "node-c"), lambda load: load["edge_rooms"] == 0)
     await until(lambda: load_of(redis, "node-b"), lambda load: load["edge_rooms"] == 0)
     await until(lambda: redis.exists(f"podium:room:{ROOM}:origin"), lambda n: n == 0)
+
+
+async def test_an_edge_killed_takes_its_participants_out_of_the_room(
+    start_node: StartNode, join: Join
+) -> None:
+    a, b = [await start_node(name) for name in ("node-a", "node-b")]
+    alice = await join(a, "alice", "host")
+    await join(b, "bob")
+    log = EventLog(alice)
+    b.process.send_signal(signal.SIGKILL)  # bob's node: no goodbye from it, ever
+    await eventually(
+        lambda: any("bob" in data["left"] for name, data in log.named("attendees")), timeout=15
+    )
+    page = await alice.request("get_attendees")
+    assert [member["identity"] for member in page["items"]] == ["alice"]
+    log.stop()

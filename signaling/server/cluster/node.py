@@ -224,7 +224,7 @@ class ClusterNode:
         return sorted(found, key=lambda e: str(e["id"]))
 
     async def refresh_peers(self) -> None:
-        """The relay's peer table from the registry; rooms whose origin died end here."""
+        """The relay's peer table from the registry; what depended on a dead node ends."""
         peers = {}
         for entry in await self.nodes():
             if entry["id"] == self.id:
@@ -233,6 +233,9 @@ class ClusterNode:
             with contextlib.suppress(ValueError):
                 peers[str(entry["id"])] = ((host, int(port)), bytes.fromhex(entry["relay_key"]))
         self.relay.set_peers(peers)
+        for (edge, _), remote in list(self._remote.items()):
+            if edge not in peers:  # its node died: its clients are gone (no "gone" will come)
+                remote.end()
         for room, media in list(self.edge_rooms.items()):
             origin = media.plan.origin
             if origin is not None and origin not in peers:
