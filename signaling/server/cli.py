@@ -105,9 +105,9 @@ def _run_workers(args: argparse.Namespace) -> int:
 
     Node i (from 0) serves signaling on ``--port`` + i and media on ``--udp-port`` + i
     (0 and none stay as they are), its relay on ``--relay-port`` + i when that is set,
-    metrics on ``--metrics-port`` + i.  The parent only starts them, passes SIGINT and
-    SIGTERM on, and waits: any node can serve any room, so a platform may hand clients
-    any node's URL (``GET /v1/nodes`` lists them).
+    metrics on ``--metrics-port`` + i, node id ``--node-id``-i when one is given.  The
+    parent only starts them, passes SIGINT and SIGTERM on, and waits: any node can serve
+    any room, so a platform may hand clients any node's URL (``GET /v1/nodes`` lists them).
     """
     argv = _without_workers(args.argv)
     children = []
@@ -119,6 +119,8 @@ def _run_workers(args: argparse.Namespace) -> int:
             extra += ["--relay-port", str(args.relay_port + i)]
         if args.metrics_port:
             extra += ["--metrics-port", str(args.metrics_port + i)]
+        if args.node_id:
+            extra += ["--node-id", f"{args.node_id}-{i}"]
         command = [sys.executable, "-m", "signaling.server.cli", *argv, *extra]
         children.append(subprocess.Popen(command))
 
@@ -129,7 +131,8 @@ def _run_workers(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    return max(child.wait() for child in children)
+    codes = [child.wait() for child in children]
+    return max(128 - code if code < 0 else code for code in codes)  # killed: 128 + signal
 
 
 def _without_workers(argv: Sequence[str]) -> list[str]:

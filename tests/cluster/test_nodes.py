@@ -62,6 +62,7 @@ async def test_workers_start_one_node_per_process_on_consecutive_ports(
         "--api-key", API_KEY, "--api-secret", API_SECRET, "--host", "127.0.0.1",
         "--port", str(port), "--udp-port", "0", "--announce-address", "127.0.0.1",
         "--relay-address", "127.0.0.1", "--redis", redis_url, "--workers", "2",
+        "--node-id", "w",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = tmp_path / "workers.log"
@@ -70,6 +71,7 @@ async def test_workers_start_one_node_per_process_on_consecutive_ports(
     try:
         await until(lambda: redis.zcard("podium:nodes"), lambda n: n == 2, timeout=30)
         ids = await redis.zrange("podium:nodes", 0, -1)
+        assert sorted(ids) == ["w-0", "w-1"]
         urls = {await cast("Awaitable[str]", redis.hget(f"podium:node:{i}", "url")) for i in ids}
         assert urls == {f"ws://127.0.0.1:{port}/rtc", f"ws://127.0.0.1:{port + 1}/rtc"}
     finally:
