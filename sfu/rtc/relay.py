@@ -29,6 +29,7 @@ from pylibsrtp import Error as SrtpError
 from pylibsrtp import Policy, Session
 
 from sfu.config import MediaConfig
+from sfu.producer import VOICE_LEVEL
 from sfu.relay import RelayPacket, RelayPlan, RelayStreams, decode, encode, relay_delay
 from sfu.rtc.media_room import EventHandler, MediaRoom, PeerLostHandler
 from sfu.rtc.udp_mux import UdpMux
@@ -233,18 +234,17 @@ class RelayedMediaRoom(MediaRoom):
             payload=relayed.payload,
         )
         if relayed.level is not None:
-            packet.extensions.audio_level = (relayed.level <= 40, relayed.level)
+            packet.extensions.audio_level = (relayed.level <= VOICE_LEVEL, relayed.level)
         self.stats["relay_packets_in"] += 1
         task = asyncio.ensure_future(self._forward(source, packet))
         self._tasks_in.add(task)
         task.add_done_callback(self._tasks_in.discard)
 
-    def drop_relayed(self, source: str) -> None:
+    async def drop_relayed(self, source: str) -> None:
         """Edge: the origin no longer routes ``source`` (it left, was demoted or muted)."""
         if source in self.plan.relayed:
             self.plan.relayed.discard(source)
-            self.room.leave(source, time.monotonic())
-            self._deliver()
+            await self.leave(source)
 
     @property
     def local_participants(self) -> int:

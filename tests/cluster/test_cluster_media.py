@@ -178,6 +178,9 @@ async def test_listener_invited_on_an_edge_is_heard_everywhere_and_events_agree(
     pages = [await client.request("get_attendees") for client in (alice, bob, carol)]
     assert pages[0] == pages[1] == pages[2]
     assert {a["identity"] for a in pages[0]["items"]} == {"alice", "dave", "bob", "carol"}
+
+    await alice.request("move_to_audience", participant="carol")  # back to the audience:
+    await eventually(lambda: all(slot_of(c, "carol") is None for c in hearing))  # unheard
     for log in logs.values():
         log.stop()
 

@@ -460,13 +460,13 @@ class ClusterNode:
                     origin=message["origin"],
                 )
                 self._refresh_peers_soon(message["origin"])
-            media.drop_relayed(pid)  # connected here now: never from the relay
+            await media.drop_relayed(pid)  # connected here now: never from the relay
             media.join(pid, bool(value))
             return
         if media is None:
             return
         if op == "drop":
-            media.drop_relayed(pid)
+            await media.drop_relayed(pid)
         elif pid not in media.room.participants:
             return
         elif op == "allow":
