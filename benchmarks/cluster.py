@@ -16,6 +16,8 @@ runs in this process and counts packets without decoding.  Over the measured win
   listener on the origin, both read on this process's clock.
 
 ``failover_s`` is null: failover is not built yet (docs/cluster.md).
+``origin_cpu_ms_per_join`` / ``edge_cpu_ms_per_join``: CPU each side spent while the
+edge listeners joined, one after another, per join.
 """
 
 from __future__ import annotations
@@ -124,8 +126,10 @@ async def measure(args: argparse.Namespace, redis_url: str, log: IO[bytes]) -> d
         reference = Listener(always=True)
         await join(0, "reference", "listener", on_packet=reference)
         listeners = [Listener() for _ in range(args.listeners)]
+        joining = [cpu_seconds(n.pid) for n in nodes]
         for i, listener in enumerate(listeners):
             await join(home(i, args.nodes), f"l{i}", "listener", on_packet=listener)
+        join_cpu = [cpu_seconds(n.pid) - b for n, b in zip(nodes, joining, strict=True)]
         await asyncio.sleep(args.warmup)
 
         before = [cpu_seconds(n.pid) for n in nodes]
@@ -172,6 +176,13 @@ async def measure(args: argparse.Namespace, redis_url: str, log: IO[bytes]) -> d
         "relay_added_latency_ms_p50": round(percentile(delays_ms, 50), 2) if delays_ms else None,
         "relay_added_latency_ms_p99": round(percentile(delays_ms, 99), 2) if delays_ms else None,
         "failover_s": None,
+        # Joins one after another (not a storm): what an edge listener's join costs each side.
+        "origin_cpu_ms_per_join": round(join_cpu[0] / len(listeners) * 1000, 2)
+        if listeners and args.nodes > 1
+        else None,
+        "edge_cpu_ms_per_join": round(sum(join_cpu[1:]) / len(listeners) * 1000, 2)
+        if listeners and args.nodes > 1
+        else None,
     }
 
 
