@@ -320,7 +320,13 @@ class ClusterNode:
         if first is None:
             return
         route = self._route(first)
-        origin = self.id if route is None else await self.origin_of(route[0])
+        try:
+            origin = self.id if route is None else await self.origin_of(route[0])
+        except RedisError as exc:  # no origin can be found: say so, as a server error
+            logger.warning("cluster: cannot find room %s's origin: %s", route, exc)
+            await ws.send_str(encode_event("disconnected", {"reason": "cluster_unavailable"}))
+            await ws.close(message=b"cluster_unavailable")
+            return
         if origin == self.id:
             self._local_sessions += 1
             try:
