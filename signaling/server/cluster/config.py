@@ -15,7 +15,8 @@ class ClusterConfig:
     """The address other nodes send relayed media to (the relay socket binds it)."""
     relay_port: int = 0
     signaling_url: str | None = None
-    """What the registry tells clients and platforms; the bound ``ws://host:port/rtc`` if unset."""
+    """What the registry tells clients and platforms; if unset, the bound
+    ``ws://host:port/rtc`` (with ``relay_host`` for a wildcard host)."""
     heartbeat_interval: float = 1.0
     node_ttl: float = 5.0
     """A node whose heartbeat stops is forgotten after this long."""

@@ -101,7 +101,11 @@ class ClusterNode:
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self, url: str) -> None:
-        """Join the cluster; ``url`` is this node's bound signaling URL."""
+        """Join the cluster; ``url`` is this node's bound signaling URL (a wildcard host in
+        it is registered as the relay's address: other nodes and platforms can reach that)."""
+        host = self.config.relay_host
+        for wildcard in ("//0.0.0.0:", "//[::]:", "//:::"):
+            url = url.replace(wildcard, f"//[{host}]:" if ":" in host else f"//{host}:")
         self.url = self.config.signaling_url or url
         await self.relay.start()
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
