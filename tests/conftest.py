@@ -15,7 +15,7 @@ from signaling.server.config import ServerConfig
 from signaling.server.server import PodiumServer
 from signaling.wire.tokens import mint_token
 
-TIERS = ("unit", "integration", "browser", "bench")
+TIERS = ("unit", "integration", "browser", "bench", "cluster")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

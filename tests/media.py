@@ -12,8 +12,9 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from sfu.rtc.tracks import ToneTrack
+from signaling.client.client import PodiumClient
 
-__all__ = ["Recorder", "ToneTrack", "dominant_frequency", "record", "tone_level_db"]
+__all__ = ["Recorder", "ToneTrack", "dominant_frequency", "record", "slot_of", "tone_level_db"]
 
 SAMPLE_RATE = 48_000
 FRAME = 960  # 20 ms
@@ -49,6 +50,11 @@ def tone_level_db(samples: np.ndarray, frequency: float, bandwidth: float = 20.0
     band = (freqs > frequency - bandwidth) & (freqs < frequency + bandwidth)
     energy = spectrum[band].sum() / (window**2).sum() / len(samples)
     return float(10 * np.log10(energy + 1e-20))
+
+
+def slot_of(client: PodiumClient, identity: str) -> int | None:
+    """The client's slot that the server says carries ``identity`` now."""
+    return next((s.index for s in client.slots if s.participant == identity), None)
 
 
 def dominant_frequency(samples: np.ndarray) -> float:

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import signal
+import subprocess
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from sfu.mixer import MediaMode
 from signaling.room.roles import Role
 from signaling.room.settings import RoomSettings
 from signaling.server import logs, tls
+from signaling.server.cluster.config import ClusterConfig
 from signaling.server.config import ServerConfig, WebhookConfig
 from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
 from signaling.server.turn import DEFAULT_CREDENTIAL_TTL, ice_servers
@@ -89,8 +91,19 @@ def _env_port(name: str) -> int | None:
         sys.exit(f"podium serve: ${name}: {exc}")
 
 
+def _workers(value: str) -> int:
+    count = (os.cpu_count() or 1) if value == "auto" else int(value)
+    if count < 1:
+        raise argparse.ArgumentTypeError("--workers is a count of processes, or 'auto'")
+    return count
+
+
 def _serve(args: argparse.Namespace) -> None:
     key, secret = _credentials(args)
+    if args.workers is not None:
+        if args.redis is None:
+            sys.exit("podium: --workers needs --redis (the nodes share rooms through it)")
+        sys.exit(_run_workers(args))
     announced = args.announce_address or _env_list("PODIUM_ANNOUNCE_ADDRESS")
     addresses = tuple(announced or (["auto", "127.0.0.1"] if args.dev else ["auto"]))
     host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")
@@ -139,6 +152,14 @@ def _serve(args: argparse.Namespace) -> None:
         metrics_port=metrics_port,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        cluster=None
+        if args.redis is None
+        else ClusterConfig(
+            redis_url=args.redis,
+            node_id=args.node_id,
+            relay_host=args.relay_address or ("127.0.0.1" if args.dev else _first_address()),
+            relay_port=args.relay_port,
+        ),
     )
     with contextlib.suppress(ImportError):
         import uvloop
@@ -165,6 +186,60 @@ def _dev_certificate(host: str) -> tuple[Path, Path]:
     return cert, key
 
 
+def _first_address() -> str:
+    from sfu.rtc.setup import host_addresses
+
+    return next(iter(host_addresses()), "127.0.0.1")
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """``--workers N``: N nodes of one cluster on this machine, each its own process.
+
+    Node i (from 0) serves signaling on ``--port`` + i and media on ``--udp-port`` + i
+    (0 and none stay as they are), its relay on ``--relay-port`` + i when that is set,
+    metrics on ``--metrics-port`` + i, node id ``--node-id``-i when one is given.  The
+    parent only starts them, passes SIGINT and SIGTERM on, and waits: any node can serve
+    any room, so a platform may hand clients any node's URL (``GET /v1/nodes`` lists them).
+    """
+    argv = _without_workers(args.argv)
+    children = []
+    for i in range(args.workers):
+        extra = ["--port", str(args.port + i)]
+        if args.udp_port:
+            extra += ["--udp-port", str(args.udp_port + i)]
+        if args.relay_port:
+            extra += ["--relay-port", str(args.relay_port + i)]
+        if args.metrics_port:
+            extra += ["--metrics-port", str(args.metrics_port + i)]
+        if args.node_id:
+            extra += ["--node-id", f"{args.node_id}-{i}"]
+        command = [sys.executable, "-m", "signaling.server.cli", *argv, *extra]
+        children.append(subprocess.Popen(command))
+
+    def forward(signum: int, frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = [child.wait() for child in children]
+    return max(128 - code if code < 0 else code for code in codes)  # killed: 128 + signal
+
+
+def _without_workers(argv: Sequence[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            kept.append(arg)
+    return kept
+
+
 def tune_gc() -> None:
     """Fewer cyclic-GC passes over a server's many long-lived objects.
 
@@ -182,6 +257,10 @@ def tune_gc() -> None:
 async def _run(config: ServerConfig, dev: bool) -> None:
     from signaling.server.server import PodiumServer
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before start: a node registered is stoppable
+        loop.add_signal_handler(sig, stop.set)
     try:
         server = PodiumServer(config)  # reads the TLS certificate
     except OSError as exc:
@@ -207,10 +286,6 @@ async def _run(config: ServerConfig, dev: bool) -> None:
             f"  mint a token: podium token --dev --room demo --identity alice --role host\n",
             flush=True,
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop()
 
@@ -340,6 +415,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=_port,
         help="also serve /metrics, /healthz, /readyz on this port (or $PODIUM_METRICS_PORT)",
     )
+    serve.add_argument(
+        "--redis",
+        help="cluster mode: redis://HOST:PORT/DB shared by every node (docs/cluster.md)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        help="start N cluster nodes on this machine ('auto': one per core); needs --redis",
+    )
+    serve.add_argument("--node-id", help="this node's id in the cluster (default: host-pid-random)")
+    serve.add_argument(
+        "--relay-address",
+        help="address other nodes send relayed media to (default: this machine's first)",
+    )
+    serve.add_argument(
+        "--relay-port", type=int, default=0, help="UDP port of the relay (default: any free one)"
+    )
     serve.set_defaults(func=_serve)
 
     token = commands.add_parser("token", help="mint an access token (development)")
@@ -377,7 +469,9 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     args.func(args)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sfu.config import MediaConfig
 from signaling.room.settings import RoomSettings
+from signaling.server.cluster.config import ClusterConfig
 from signaling.server.turn import IceServer as IceServer  # embedding code builds these
 from signaling.wire.protocol import MAX_MESSAGE_BYTES
 
@@ -58,5 +59,7 @@ class ServerConfig:
     """PEM certificate (chain) for https/wss on ``port``; plain http/ws when unset."""
     tls_key: str | None = None
     """PEM private key of ``tls_cert``."""
+    cluster: ClusterConfig | None = None
+    """Cluster mode (``--redis``): rooms span every node of the cluster (docs/cluster.md)."""
     serve_demo: bool = False
     """Serve the demo page and the ``/dev/token`` endpoint (``--dev`` only: anyone may mint)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -17,13 +17,16 @@ from signaling.room.media import MediaEventHandler, MediaFacade, PeerLostHandler
 from signaling.room.room import Room
 from signaling.room.settings import RoomSettings
 from signaling.server import logs, tls
-from signaling.server.api import ServerApi
+from signaling.server.api import ApiError, ServerApi
 from signaling.server.config import ServerConfig
 from signaling.server.demo import demo_routes
 from signaling.server.metrics import ServerMetrics
 from signaling.server.runtime import LoopClock
 from signaling.server.session import Session
 from signaling.server.webhooks import Webhooks
+
+if TYPE_CHECKING:
+    from signaling.server.cluster.node import ClusterNode
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,12 @@ class PodiumServer:
             if port is None
             else UdpMux(host_addresses(), port, config.media.ice_consent_timeout)
         )
+        self.cluster: ClusterNode | None = None
+        if config.cluster is not None:  # imported only here: a single process needs no Redis
+            from signaling.server.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(self, config.cluster)
+            self.cluster.install(self.app, self.metrics.registry)
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -76,6 +85,8 @@ class PodiumServer:
         loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]  # uvloop or asyncio
         logger.info("Podium listening on %s (event loop: %s)", self.url, loop)
         self.listening = True
+        if self.cluster is not None:
+            await self.cluster.start(self.url)
         await self.metrics.start()
 
     async def stop(self) -> None:
@@ -90,6 +101,8 @@ class PodiumServer:
         self.rooms.clear()  # first: a room emptied by closing must not be released (closed) again
         for room in rooms:
             await room.close("server_shutdown")
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -111,6 +124,8 @@ class PodiumServer:
         """The live room called ``name``; created by its first join."""
         room = self.rooms.get(name)
         if room is None or room.stage.ended:
+            if self.cluster is not None:
+                self.cluster.check_origin(name)
             room = self.rooms[name] = self._new_room(name, self.config.room)
         timer = self._empty_timers.pop(name, None)
         if timer is not None:
@@ -119,6 +134,10 @@ class PodiumServer:
 
     async def create_room(self, name: str, settings: RoomSettings) -> Room:
         """A room made ahead of its first join (server API): it waits ``empty_timeout`` for one."""
+        if self.cluster is not None:
+            origin = await self.cluster.origin_of(name)
+            if origin != self.cluster.id:
+                raise ApiError(409, "invalid_state", f"room {name!r} lives on node {origin!r}")
         room = self.rooms[name] = self._new_room(name, settings)
         await self.room_idle(room)
         return room
@@ -137,6 +156,8 @@ class PodiumServer:
     def _media(
         self, name: str, on_event: MediaEventHandler, on_peer_lost: PeerLostHandler
     ) -> MediaFacade:
+        if self.cluster is not None:
+            return self.cluster.origin_media(name, on_event, on_peer_lost)
         return MediaRoom(name, self.config.media, on_event, on_peer_lost, self.udp)
 
     async def room_idle(self, room: Room) -> None:
@@ -176,6 +197,7 @@ class PodiumServer:
             "routing_entries": sum(r["media"]["routing_entries"] for r in rooms.values()),
             "errors": dict(self.errors),
             "udp": self.udp.dump() if self.udp is not None else None,
+            "cluster": self.cluster.dump() if self.cluster is not None else None,
         }
 
     # -- HTTP handlers ---------------------------------------------------
@@ -184,7 +206,10 @@ class PodiumServer:
             heartbeat=self.config.keepalive_interval, max_msg_size=self.config.max_frame_bytes
         )
         await ws.prepare(request)
-        await Session(ws, self).run()
+        if self.cluster is not None:
+            await self.cluster.serve(ws)
+        else:
+            await Session(ws, self).run()
         return ws
 
     async def _healthz(self, request: web.Request) -> web.Response:

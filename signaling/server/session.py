@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
 
 from signaling.room.participant import Participant, person_info
 from signaling.room.roles import Action
@@ -69,8 +69,22 @@ Handler = Callable[["Session", Any], Awaitable[Mapping[str, Any]]]
 _CLOSE = object()  # outbox sentinel
 
 
+class WebSocket(Protocol):
+    """What a session needs of its client's connection: aiohttp's WebSocketResponse, or
+    (cluster mode) ``signaling.server.cluster.remote.RemoteSocket`` for a client on another node."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def __aiter__(self) -> AsyncIterator[Any]: ...
+
+    async def send_str(self, data: str, compress: int | None = None) -> None: ...
+
+    async def close(self, *, code: int = ..., message: bytes = b"", drain: bool = True) -> bool: ...
+
+
 class Session:
-    def __init__(self, ws: web.WebSocketResponse, server: ServerContext) -> None:
+    def __init__(self, ws: WebSocket, server: ServerContext) -> None:
         self.ws = ws
         self.server = server
         self.room: Room | None = None
@@ -109,9 +123,12 @@ class Session:
         return self.participant.id if self.participant else None
 
     # -- lifecycle -------------------------------------------------------
-    async def run(self) -> None:
+    async def run(self, first: str | bytes | None = None) -> None:
+        """Serve the client until it goes; ``first``: a frame already read off the socket."""
         self._writer = asyncio.create_task(self._write_loop())
         try:
+            if first is not None:
+                await self._handle_frame(first)
             async for message in self.ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self._handle_frame(message.data)

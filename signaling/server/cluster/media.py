@@ -1,0 +1,89 @@
+"""The origin's media façade for a cluster room: its own peers, and everyone else's node.
+
+The origin's core room holds a producer for every participant, wherever connected, so
+its slot policy ranks the whole stage; a remote participant's peer connection lives on
+its edge node, which this tells about every change the room decides (join, role, mute,
+leave) in the same ordered stream as the participant's messages.  Edges forget a
+relayed speaker the moment the origin stops routing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sfu.config import MediaConfig
+from sfu.rtc.media_room import EventHandler, PeerLostHandler
+from sfu.rtc.relay import RelayedMediaRoom, RelayEndpoint
+from sfu.rtc.udp_mux import UdpMux
+
+Command = Callable[[str, dict[str, Any]], None]
+"""(node, message): sent to that node's inbox, in order."""
+Placement = Callable[[str, str], str | None]
+"""(room, participant) → the edge node it connected through, or None if here."""
+
+
+class OriginMedia(RelayedMediaRoom):
+    def __init__(
+        self,
+        room_id: str,
+        config: MediaConfig,
+        on_event: EventHandler,
+        on_peer_lost: PeerLostHandler,
+        udp: UdpMux | None,
+        relay: RelayEndpoint,
+        node_id: str,
+        placement: Placement,
+        command: Command,
+    ) -> None:
+        super().__init__(room_id, config, on_event, on_peer_lost, udp, relay, origin=None)
+        self._node_id = node_id
+        self._placement = placement
+        self._command = command
+
+    def _tell(self, node: str, op: str, participant: str, value: bool = False) -> None:
+        message = {"room": self.room.id, "origin": self._node_id, "pid": participant}
+        self._command(node, {"t": "media", "op": op, "value": value, **message})
+
+    def _on_stage(self, participant: str) -> bool:
+        member = self.room.participants.get(participant)
+        return member is not None and member.producer.allowed
+
+    def _stop_relaying(self, participant: str) -> None:
+        """Every edge but the speaker's own forgets it (listeners were never relayed)."""
+        home = self.plan.node_of(participant)
+        for edge in self.plan.edges:
+            if edge != home:
+                self._tell(edge, "drop", participant)
+
+    def join(self, participant_id: str, may_publish: bool) -> None:
+        super().join(participant_id, may_publish)
+        edge = self._placement(self.room.id, participant_id)
+        if edge is not None:
+            self.plan.place(participant_id, edge)
+            self._tell(edge, "join", participant_id, may_publish)
+
+    async def leave(self, participant_id: str) -> None:
+        if self._on_stage(participant_id):
+            self._stop_relaying(participant_id)
+        edge = self.plan.unplace(participant_id)
+        await super().leave(participant_id)
+        if edge is not None:
+            self._tell(edge, "leave", participant_id)
+
+    def set_publish_allowed(self, participant_id: str, allowed: bool) -> None:
+        was_on_stage = self._on_stage(participant_id)
+        super().set_publish_allowed(participant_id, allowed)
+        if was_on_stage and not allowed:
+            self._stop_relaying(participant_id)
+        edge = self.plan.node_of(participant_id)
+        if edge is not None:
+            self._tell(edge, "allow", participant_id, allowed)
+
+    def set_muted(self, participant_id: str, muted: bool) -> None:
+        super().set_muted(participant_id, muted)
+        if muted and self._on_stage(participant_id):
+            self._stop_relaying(participant_id)
+        edge = self.plan.node_of(participant_id)
+        if edge is not None:
+            self._tell(edge, "mute", participant_id, muted)
