@@ -122,6 +122,29 @@ async def serve_commands(
             return
 
 
+def scrape(url: str) -> dict[str, float]:
+    """The server's /metrics as {"name{label=value,...}": value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10.0) as response:
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            values[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return values
+
+
+def labelled(values: dict[str, float], prefix: str) -> dict[str, float]:
+    """{label value: sample} for a one-label metric, zeros left out."""
+    out = {}
+    for key, v in values.items():
+        if key.startswith(prefix + "{") and v:
+            out[key[len(prefix) + 1 : -1].split("=", 1)[1]] = v
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Server and worker processes
 # ---------------------------------------------------------------------------

@@ -58,9 +58,11 @@ from benchmarks.common import (
     cpu_times,
     exit_status,
     free_port,
+    labelled,
     machine_ticks,
     percentile,
     rss_mb,
+    scrape,
     server_command,
     shutdown,
     sleep_until,
@@ -69,7 +71,6 @@ from benchmarks.common import (
     versions,
     wait_healthy,
 )
-from benchmarks.load import labelled, scrape
 
 ROOM = "bench"
 SAMPLE_RATE = 48_000

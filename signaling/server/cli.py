@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _bench(args: argparse.Namespace) -> None:
     """The load generator ships in the package (``benchmarks``), imported only when used."""
-    from benchmarks.load import main as bench_main
+    from benchmarks.load.cli import main as bench_main
 
     sys.exit(bench_main(args.bench_args))
 

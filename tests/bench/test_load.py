@@ -8,16 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.load import (
-    CYCLE,
-    SlotSeq,
-    bin_upper_ms,
-    hist_percentile,
-    lat_bin,
-    main,
-    marginal_cost,
-    talk_spans,
-)
+from benchmarks.load.audio import CYCLE, talk_spans
+from benchmarks.load.cli import main
+from benchmarks.load.orchestrator import marginal_cost
+from benchmarks.load.stats import bin_upper_ms, hist_percentile, lat_bin
+from benchmarks.load.worker import SlotSeq
 
 
 def test_slot_sequence_accounting_counts_gaps_and_survives_wraparound() -> None:
@@ -102,7 +97,7 @@ def test_join_storm_of_100_listeners_in_5_s_all_receive_audio(tmp_path: Path) ->
 
 def test_plot_without_matplotlib_fails_before_the_run(tmp_path: Path) -> None:
     """Not after minutes of load: at once, saying what to install (exit status 2)."""
-    block = "import sys; sys.modules['matplotlib'] = None; from benchmarks.load import main; "
+    block = "import sys; sys.modules['matplotlib'] = None; from benchmarks.load.cli import main; "
     done = subprocess.run(
         [sys.executable, "-c", block + f"main(['--plot', '{tmp_path / 'p.png'}'])"],
         capture_output=True,
