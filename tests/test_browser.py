@@ -214,6 +214,15 @@ def test_chrome_red_through_5_percent_loss_on_both_legs_conceals_little(
     assert concealed < loss / 3, (concealed, loss, window)
 
 
+@pytest.mark.browser
+def test_chrome_speaker_is_told_what_its_listener_loses(browser_run: dict[str, Any]) -> None:
+    result = scenario(browser_run, "loss_feedback")
+    with_feedback, without = result["with_feedback"], result["without_feedback"]
+    assert with_feedback["listener"]["packetsLost"] > 0  # 10 % on the listener's leg
+    assert with_feedback["speaker_told_loss"] >= 0.04, result  # its encoder plans for it
+    assert without["speaker_told_loss"] == 0, result  # the uplink itself is lossless
+
+
 def test_browser_tests_stay_fast(browser_run: dict[str, Any]) -> None:
     assert browser_run["wall_seconds"] < 90, browser_run["wall_seconds"]
 

@@ -90,7 +90,12 @@ class MediaRoom:
             return self._audience_loss(participant_id)
 
         peer = MediaPeer(
-            participant_id, rtc_configuration(), handle_rtp, handle_state, self._udp, heard_loss
+            participant_id,
+            rtc_configuration(),
+            handle_rtp,
+            handle_state,
+            self._udp,
+            heard_loss if self.config.loss_feedback else None,
         )
         self.peers[participant_id] = peer
         try:

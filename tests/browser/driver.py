@@ -30,6 +30,7 @@ import numpy as np
 from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright
 
 from benchmarks.impairment_relay import Impairment, ImpairmentRelay
+from sfu.config import MediaConfig
 from signaling.attendees import AttendeeConfig
 from signaling.client import PodiumClient
 from signaling.config import RoomSettings
@@ -103,6 +104,17 @@ async ({ identity }) => {
     }
   }
   return { error: "no inbound-rtp" };
+}
+"""
+
+
+# What the speaker's sender last heard from the server's receiver reports.
+REMOTE_INBOUND_JS = """
+async () => {
+  for (const r of (await window.podiumDemo.client.pc.getStats()).values()) {
+    if (r.type === "remote-inbound-rtp") return { fractionLost: r.fractionLost };
+  }
+  return { fractionLost: null };
 }
 """
 
@@ -426,11 +438,53 @@ async def red_through_relay(env: Env) -> dict[str, Any]:
             relay.close()
 
 
+async def loss_feedback(env: Env) -> dict[str, Any]:
+    """Chrome → server → 10 % loss → Chrome (no RED), with and without loss feedback, each on
+    a server of its own: the loss the speaker's sender is told (what its Opus encoder uses
+    to size in-band FEC) and what the listener concealed."""
+    results: dict[str, Any] = {"screenshots": []}
+    for feedback in (True, False):
+        media = MediaConfig(
+            announce_addresses=LOOPBACK,
+            sender_report_interval=1.0,
+            red=False,
+            loss_feedback=feedback,
+        )
+        server = PodiumServer(make_config(serve_demo=True, media=media))
+        await server.start()
+        relay = ImpairmentRelay(down=Impairment(loss=0.1), seed=21)
+        await relay.start()
+        try:
+            own = Env(server, env.browser, env.out, [])
+            speaker = await own.page("feedback", "chrome-speaker", "speaker")
+            listener = await own.page("feedback", "chrome-listener", "listener", relay=relay)
+            await listener.wait_for_function(
+                "window.podiumDemo.client.slotOf('chrome-speaker') !== undefined"
+            )
+            args = {"identity": "chrome-speaker"}
+            before = await listener.evaluate(LOSS_STATS_JS, args)
+            await asyncio.sleep(5.0)  # a few receiver reports each way
+            after = await listener.evaluate(LOSS_STATS_JS, args)
+            window = {k: after[k] - before[k] for k in before if isinstance(before[k], int)}
+            told = await speaker.evaluate(REMOTE_INBOUND_JS)
+            results["with_feedback" if feedback else "without_feedback"] = {
+                "speaker_told_loss": told["fractionLost"],
+                "listener": window,
+            }
+            await speaker.context.close()
+            await listener.context.close()
+        finally:
+            relay.close()
+            await server.stop()
+    return results
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "speaker_interop": speaker_interop,
     "browser_listener": browser_listener,
     "stage_flow": stage_flow,
     "red_through_relay": red_through_relay,
+    "loss_feedback": loss_feedback,
 }
 
 
