@@ -190,6 +190,8 @@ class MediaRoom:
                 await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
         if routed:
             self.forward_time.observe(time.perf_counter() - started)
+        if self.room.has_events:  # an onset took a slot: tell its subscribers now
+            self._deliver()
 
     async def _fanout(
         self,
