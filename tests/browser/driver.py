@@ -396,11 +396,13 @@ async def stage_flow(env: Env) -> dict[str, Any]:
 
 
 async def red_through_relay(env: Env) -> dict[str, Any]:
-    """Chrome speaker → 5 % loss → server → 5 % loss → Chrome listener, RED on both legs:
+    """Chrome speaker → 5 % loss → server → 5 % loss → Chrome listener (each leg 40 ± 10 ms),
+    RED on both legs:
     what the listener's receiver lost and concealed over a window of steady talk."""
     room, shots = "lossy", []
-    uplink = ImpairmentRelay(up=Impairment(loss=0.05), seed=11)
-    downlink = ImpairmentRelay(down=Impairment(loss=0.05), seed=12)
+    lossy = Impairment(loss=0.05, delay=0.03, jitter=0.02)  # 5 %, 40 ± 10 ms, as in issue #15
+    uplink = ImpairmentRelay(up=lossy, seed=11)
+    downlink = ImpairmentRelay(down=lossy, seed=12)
     for relay in (uplink, downlink):
         await relay.start()
     try:
