@@ -33,6 +33,9 @@ class MediaConfig:
     """Negotiate RED (RFC 2198, Opus inside) with peers that offer it: their uplink losses
     are repaired from its redundancy, and their slots get each frame with the previous
     ``red_distance`` ones (other peers get plain Opus)."""
+    loss_feedback: bool = True
+    """Receiver reports to a speaker carry its listeners' loss (``sfu.loss``), so that its
+    Opus encoder adds in-band FEC for them."""
     red_distance: int = 1
     """Frames of redundancy the server adds for RED subscribers (RFC 2198 allows more;
     Chrome sends 1)."""

@@ -371,6 +371,11 @@ class Room:
         )
 
     # -- outputs ----------------------------------------------------------
+    @property
+    def has_events(self) -> bool:
+        """Whether ``next_event`` has something (an onset may lay out slots mid-packet)."""
+        return bool(self._events)
+
     def next_event(self) -> RouterEvent | None:
         return self._events.popleft() if self._events else None
 

@@ -106,7 +106,12 @@ class MediaRoom:
             return self._audience_loss(participant_id)
 
         peer = MediaPeer(
-            participant_id, rtc_configuration(), handle_rtp, handle_state, self._udp, heard_loss
+            participant_id,
+            rtc_configuration(),
+            handle_rtp,
+            handle_state,
+            self._udp,
+            heard_loss if self.config.loss_feedback else None,
         )
         self.peers[participant_id] = peer
         try:
@@ -232,6 +237,8 @@ class MediaRoom:
             await self._fanout(participant_id, targets, seq, ts, marker, payload, level, now)
         if routed:
             self.forward_time.observe(time.perf_counter() - started)
+        if self.room.has_events:  # an onset took a slot: tell its subscribers now
+            self._deliver()
 
     async def _send_onset(
         self, source: str, targets: tuple[SlotStream, ...], seq: int, now: float

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright
 
 from benchmarks.impairment_relay import Impairment, ImpairmentRelay
+from sfu.config import MediaConfig
 from signaling.client.client import PodiumClient
 from signaling.room.attendees import AttendeeConfig
 from signaling.room.settings import RoomSettings
@@ -114,6 +115,17 @@ async ({ identity }) => {
     }
   }
   return { error: "no inbound-rtp" };
+}
+"""
+
+
+# What the speaker's sender last heard from the server's receiver reports.
+REMOTE_INBOUND_JS = """
+async () => {
+  for (const r of (await window.podiumDemo.client.pc.getStats()).values()) {
+    if (r.type === "remote-inbound-rtp") return { fractionLost: r.fractionLost };
+  }
+  return { fractionLost: null };
 }
 """
 
@@ -434,11 +446,13 @@ async def tls_listener(env: Env) -> dict[str, Any]:
 
 
 async def red_through_relay(env: Env) -> dict[str, Any]:
-    """Chrome speaker → 5 % loss → server → 5 % loss → Chrome listener, RED on both legs:
+    """Chrome speaker → 5 % loss → server → 5 % loss → Chrome listener (each leg 40 ± 10 ms),
+    RED on both legs:
     what the listener's receiver lost and concealed over a window of steady talk."""
     room, shots = "lossy", list[str]()
-    uplink = ImpairmentRelay(up=Impairment(loss=0.05), seed=11)
-    downlink = ImpairmentRelay(down=Impairment(loss=0.05), seed=12)
+    lossy = Impairment(loss=0.05, delay=0.03, jitter=0.02)  # 5 %, 40 ± 10 ms, as in issue #15
+    uplink = ImpairmentRelay(up=lossy, seed=11)
+    downlink = ImpairmentRelay(down=lossy, seed=12)
     for relay in (uplink, downlink):
         await relay.start()
     try:
@@ -575,6 +589,47 @@ async def insecure_speaker(env: Env) -> dict[str, Any]:
     return {"shown": shown, "server_packets": facts["packets"], "screenshots": shots}
 
 
+async def loss_feedback(env: Env) -> dict[str, Any]:
+    """Chrome → server → 10 % loss → Chrome (no RED), with and without loss feedback, each on
+    a server of its own: the loss the speaker's sender is told (what its Opus encoder uses
+    to size in-band FEC) and what the listener concealed."""
+    results: dict[str, Any] = {"screenshots": []}
+    for feedback in (True, False):
+        media = MediaConfig(
+            announce_addresses=LOOPBACK,
+            sender_report_interval=1.0,
+            red=False,
+            loss_feedback=feedback,
+        )
+        server = PodiumServer(make_config(serve_demo=True, media=media))
+        await server.start()
+        relay = ImpairmentRelay(down=Impairment(loss=0.1), seed=21)
+        await relay.start()
+        try:
+            own = Env(server, env.browser, env.out, [], env.tls)
+            speaker = await own.page("feedback", "chrome-speaker", "speaker")
+            listener = await own.page("feedback", "chrome-listener", "listener", relay=relay)
+            await listener.wait_for_function(
+                "window.podiumDemo.client.slotOf('chrome-speaker') !== undefined"
+            )
+            args = {"identity": "chrome-speaker"}
+            before = await listener.evaluate(LOSS_STATS_JS, args)
+            await asyncio.sleep(5.0)  # a few receiver reports each way
+            after = await listener.evaluate(LOSS_STATS_JS, args)
+            window = {k: after[k] - before[k] for k in before if isinstance(before[k], int)}
+            told = await speaker.evaluate(REMOTE_INBOUND_JS)
+            results["with_feedback" if feedback else "without_feedback"] = {
+                "speaker_told_loss": told["fractionLost"],
+                "listener": window,
+            }
+            await speaker.context.close()
+            await listener.context.close()
+        finally:
+            relay.close()
+            await server.stop()
+    return results
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "speaker_interop": speaker_interop,
     "browser_listener": browser_listener,
@@ -583,6 +638,7 @@ SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "red_through_relay": red_through_relay,
     "insecure_speaker": insecure_speaker,
     "turn_listener": turn_listener,
+    "loss_feedback": loss_feedback,
 }
 
 

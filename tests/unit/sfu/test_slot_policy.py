@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from sfu.activity import ActivityObserver, SpeakingChanged
 from sfu.dominant_speaker import DominantSpeakerChanged
+from sfu.events import SlotsChanged
 from sfu.room import Room
 from sfu.slots import LoudestPolicy
 from sfu.streams import SlotFormat
@@ -151,6 +152,9 @@ def test_a_lone_short_sound_takes_a_free_slot_with_its_first_packet() -> None:
     assert {c.subscriber_id for s in targets for c in s.members} >= {"listener", "a", "c"}
     assert "b" in listener_slots(room)
     assert room.onsets == onsets + 1
+    assert room.has_events  # the new layouts are announced with the packet, not at the tick
+    changed = {e.subscriber_id for e in iter(room.next_event, None) if isinstance(e, SlotsChanged)}
+    assert changed >= {"listener", "a", "c"}
     assert room.on_rtp("c", SILENT, 60, 3.002) == ()  # silence never takes a slot
 
 
