@@ -106,15 +106,16 @@ def write_all(data: bytes, sinks: Sequence[Writer]) -> int:
 class SrtpTarget:
     """One subscriber slot's egress on a ``SendBatch``: its SRTP keys and address."""
 
-    __slots__ = ("addr", "batch", "name", "name_at", "name_len", "srtp")
+    __slots__ = ("addr", "batch", "context", "name", "name_at", "name_len", "srtp")
 
     def __init__(
         self, batch: SendBatch, session: Session, addr: Address, name: tuple[Any, int]
     ) -> None:
         self.batch = batch
-        # The owning cdata (freed with the session), not its value: a writer that
-        # outlives its peer connection must not protect with a freed context.
+        # The owning cdata frees the libsrtp context when collected (pylibsrtp's
+        # ffi.gc): holding it keeps ``context`` valid for as long as this target.
         self.srtp = session._srtp  # see selfcheck.REQUIREMENTS
+        self.context = self.srtp[0]
         self.addr = addr
         self.name = name[0]  # kept alive while a queued message may point at it
         self.name_at = int(_ffi.cast("uintptr_t", name[0]))
@@ -204,7 +205,7 @@ class SendBatch:
             offset = offsets[i]
             view[offset : offset + size] = data
             length[0] = size
-            if protect(target.srtp[0], slots[i], length):
+            if protect(target.context, slots[i], length):
                 failed += 1
                 continue
             set_len(iov_view, len_at[i], length[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
+from sfu.mixer import MIX, Mixer, minus_source
 from sfu.room import Room
 from sfu.rtp import RtpHeader, parse_header
 from sfu.streams import SlotFormat
@@ -126,3 +127,24 @@ def test_a_moved_subscriber_whose_offset_cleared_still_leaves_cleanly() -> None:
     assert not consumer.offset and s2.headers(0)[-1].marker
     room.leave("s2", 1.3)
     assert consumer not in stream.patched and stream.receivers == 1
+
+
+def test_a_mix_is_one_more_slot_stream_and_a_mixed_speaker_gets_its_mix_minus() -> None:
+    room = make_room()
+    Subscriber(room, "s1", True, 0.0)
+    listeners = [Subscriber(room, f"l{i}", False, 0.0) for i in range(2)]
+    (before,) = room.on_rtp("s1", 30, 60, 1.0)
+    room.set_mixer(Mixer(speakers=2), 1.0)
+    assert room.on_rtp("s1", 30, 60, 1.1) == ()  # mix mode: speakers go to the mixer
+    (mix,) = room.routing.targets(MIX)
+    assert mix is before and mix.receivers == 2  # the audience's slot-0 stream, now the mix
+    assert [c.stream for c in (room.participants[f"l{i}"].consumers[0] for i in range(2))] == [
+        mix,
+        mix,
+    ]
+    (minus,) = room.routing.targets(minus_source("s1"))
+    assert minus.key.owner == "s1" and minus.receivers == 1
+    data = mix.forwarder.rewrite(MIX, 7, 7 * 960, False, b"mix", 30, 1.2)
+    for sink in mix.sinks:
+        sink(data)
+    assert listeners[0].got[0][-1] == listeners[1].got[0][-1] == data
