@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import multiprocessing
@@ -45,6 +46,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
+from benchmarks import common
 from benchmarks.common import (
     EXIT_CODES,
     HOST,
@@ -63,6 +65,7 @@ from benchmarks.common import (
     percentile,
     rss_mb,
     scrape,
+    serve_commands,
     server_command,
     shutdown,
     sleep_until,
@@ -71,6 +74,8 @@ from benchmarks.common import (
     versions,
     wait_healthy,
 )
+
+log_line = functools.partial(common.log_line, "forwarding")
 
 ROOM = "bench"
 SAMPLE_RATE = 48_000
@@ -210,69 +215,63 @@ async def _worker(
             counts.append(entry)
         return (time.monotonic() - started) * 1000.0
 
-    results.send({"type": "ready", "pid": os.getpid()})
-    while True:
-        command: Message = await asyncio.to_thread(commands.recv)
-        kind = command["type"]
-        if kind == "join":
-            outcomes = await asyncio.gather(
-                *(join(identity, command["slots"]) for identity in command["identities"]),
-                return_exceptions=True,
-            )
-            results.send(
-                {
-                    "type": "joined",
-                    "join_ms": [o for o in outcomes if isinstance(o, float)],
-                    "errors": [repr(o) for o in outcomes if isinstance(o, BaseException)],
-                }
-            )
-        elif kind == "leave":  # warm-up: leave everything joined so far
-            for client in clients:
-                await client.leave()
-            clients.clear()
-            counts.clear()
-            thins.clear()
-            results.send({"type": "left"})
-        elif kind == "quiet":
-            window.sending = False
-            results.send({"type": "quiet", "sent_total": sent[0]})
-        elif kind == "window":
-            window.start, window.end = command["start"], command["end"]
-            if receiver is not None:
-                receiver.window = (window.start, window.end)
-            results.send({"type": "window_set"})
-        elif kind == "report":
-            for entry, listener in thins:
-                entry.total, entry.in_window = listener.packets, listener.in_window
-                entry.per_slot[:] = listener.per_slot[: len(entry.per_slot)]
-            results.send(
-                {
-                    "type": "report",
-                    "sent_total": sent[0],
-                    "sent_in_window": sent[1],
-                    "received_total": sum(c.total for c in counts),
-                    "received_in_window": sum(c.in_window for c in counts),
-                    "per_listener_total": [c.total for c in counts],
-                    "per_slot_in_window": [
-                        sum(s) for s in zip(*(c.per_slot for c in counts), strict=True)
-                    ]
-                    if counts
-                    else [],
-                    "connected": sum(
-                        1
-                        for c in clients
-                        if c.pc is not None and c.pc.connectionState == "connected"
-                    ),
-                    "srtp_verified": sum(x.verified for _, x in thins),
-                    "srtp_auth_failures": sum(x.auth_failures for _, x in thins),
-                }
-            )
-        elif kind == "stop":
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5.0):
-                    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-            results.send({"type": "stopped"})
-            return
+    async def join_all(command: Message) -> Message:
+        outcomes = await asyncio.gather(
+            *(join(identity, command["slots"]) for identity in command["identities"]),
+            return_exceptions=True,
+        )
+        return {
+            "type": "joined",
+            "join_ms": [o for o in outcomes if isinstance(o, float)],
+            "errors": [repr(o) for o in outcomes if isinstance(o, BaseException)],
+        }
+
+    async def leave(command: Message) -> Message:  # warm-up: leave everything joined so far
+        for client in clients:
+            await client.leave()
+        clients.clear()
+        counts.clear()
+        thins.clear()
+        return {"type": "left"}
+
+    async def quiet(command: Message) -> Message:
+        window.sending = False
+        return {"type": "quiet", "sent_total": sent[0]}
+
+    async def set_window(command: Message) -> Message:
+        window.start, window.end = command["start"], command["end"]
+        if receiver is not None:
+            receiver.window = (window.start, window.end)
+        return {"type": "window_set"}
+
+    async def report(command: Message) -> Message:
+        for entry, listener in thins:
+            entry.total, entry.in_window = listener.packets, listener.in_window
+            entry.per_slot[:] = listener.per_slot[: len(entry.per_slot)]
+        per_slot = [sum(s) for s in zip(*(c.per_slot for c in counts), strict=True)]
+        return {
+            "type": "report",
+            "sent_total": sent[0],
+            "sent_in_window": sent[1],
+            "received_total": sum(c.total for c in counts),
+            "received_in_window": sum(c.in_window for c in counts),
+            "per_listener_total": [c.total for c in counts],
+            "per_slot_in_window": per_slot if counts else [],
+            "connected": sum(
+                1 for c in clients if c.pc is not None and c.pc.connectionState == "connected"
+            ),
+            "srtp_verified": sum(x.verified for _, x in thins),
+            "srtp_auth_failures": sum(x.auth_failures for _, x in thins),
+        }
+
+    async def stop(command: Message) -> Message:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        return {"type": "stopped"}
+
+    handlers = {"join": join_all, "leave": leave, "quiet": quiet, "window": set_window}
+    await serve_commands(commands, results, handlers | {"report": report, "stop": stop})
 
 
 # ---------------------------------------------------------------------------
@@ -562,10 +561,6 @@ def start_profiler(path: Path | None, pid: int, seconds: float) -> subprocess.Po
     command = ["py-spy", "record", "--pid", str(pid), "--nonblocking", "--rate", "200"]
     command += ["--duration", str(max(1, int(seconds))), "--format", "raw", "--output", str(path)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def log_line(text: str) -> None:
-    print(f"[forwarding] {text}", file=sys.stderr, flush=True)
 
 
 def print_table(result: dict[str, Any]) -> None:
