@@ -47,8 +47,8 @@ from benchmarks.common import (
     versions,
     wait_healthy,
 )
-from sfu.rtc.tracks import ToneTrack
 from signaling.client.client import PodiumClient
+from signaling.client.tracks import ToneTrack
 from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
 from signaling.wire.tokens import mint_token
 

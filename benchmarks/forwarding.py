@@ -155,8 +155,8 @@ async def _worker(
     role: str, url: str, secret: str, commands: Connection, results: Connection, thin: bool
 ) -> None:
     from benchmarks.thin_listener import ThinListener, ThinReceiver
-    from sfu.rtc.tracks import ToneTrack
     from signaling.client.client import PodiumClient
+    from signaling.client.tracks import ToneTrack
     from signaling.server.dev import DEV_API_KEY
     from signaling.wire.tokens import mint_token
 

@@ -56,8 +56,8 @@ from benchmarks.impairment_relay import Impairment, ImpairmentRelay, connect_thr
 from sfu.levels import pcm_level
 from sfu.producer import VOICE_LEVEL
 from sfu.red import parse_red
-from sfu.rtc.tracks import ToneTrack
 from signaling.client.client import PodiumClient
+from signaling.client.tracks import ToneTrack
 from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
 from signaling.wire.tokens import mint_token
 

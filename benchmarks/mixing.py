@@ -214,8 +214,8 @@ class OnsetProbe:
 
 
 async def _worker(role: str, url: str, commands: Any, results: Any) -> None:
-    from sfu.rtc.tracks import ToneTrack
     from signaling.client.client import PodiumClient
+    from signaling.client.tracks import ToneTrack
     from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
     from signaling.wire.tokens import mint_token
 

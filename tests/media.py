@@ -11,8 +11,8 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from sfu.rtc.tracks import ToneTrack
 from signaling.client.client import PodiumClient
+from signaling.client.tracks import ToneTrack
 
 __all__ = ["Recorder", "ToneTrack", "dominant_frequency", "record", "slot_of", "tone_level_db"]
 

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sfu.rtc.tracks import ToneTrack
 from signaling.client.client import PodiumClient
+from signaling.client.tracks import ToneTrack
 from signaling.server.server import PodiumServer
 from tests.conftest import LOOPBACK, eventually, make_config, token
 from tests.rooms import media_of
