@@ -1,4 +1,4 @@
-"""Receiver tap, parked and idle senders, RED encoding: shared by the server and the Python client."""
+"""Receiver tap, parked and idle senders, RED: shared by the server and the Python client."""
 
 from __future__ import annotations
 
