@@ -36,6 +36,8 @@ def parse_request(
         raise PodiumError("message_too_large", f"message of {size} bytes exceeds {max_bytes}")
     try:
         message = json.loads(raw)
+    except RecursionError as exc:  # nested deeper than the decoder's stack allows
+        raise PodiumError("malformed_json", "JSON nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise PodiumError("malformed_json", f"not valid JSON: {exc}") from exc
     if not isinstance(message, dict):

@@ -15,6 +15,7 @@ from sfu.rtc.udp_mux import UdpMux
 from signaling.api import ServerApi
 from signaling.config import RoomSettings, ServerConfig
 from signaling.demo import demo_routes
+from signaling.guard import ConnectionCap, GuardedSite
 from signaling.metrics import ServerMetrics
 from signaling.room import Room
 from signaling.session import Session
@@ -41,6 +42,7 @@ class PodiumServer:
         if config.serve_demo:  # development only: /dev/token mints tokens for anyone
             self.app.add_routes(demo_routes(config))
         self._runner: web.AppRunner | None = None
+        self.connections = ConnectionCap(config.max_connections_per_address)
         self.port = config.port
         port = config.media.udp_port
         self.udp = (
@@ -54,9 +56,13 @@ class PodiumServer:
         if self.udp is not None:
             await self.udp.start()
         await self.webhooks.start()
-        self._runner = web.AppRunner(self.app, handle_signals=False)
+        # aiohttp closes a connection that has sent no complete request this long after
+        # opening (or after its last response): idle sockets and unfinished headers.
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, keepalive_timeout=self.config.header_timeout
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        site = GuardedSite(self._runner, self.config.host, self.config.port, self.connections)
         await site.start()
         if self.config.port == 0:
             self.port = self._runner.addresses[0][1]

@@ -87,6 +87,9 @@ class Session:
     # -- lifecycle -------------------------------------------------------
     async def run(self) -> None:
         self._writer = asyncio.create_task(self._write_loop())
+        deadline = asyncio.get_running_loop().call_later(
+            self.server.config.join_timeout, self._join_deadline
+        )
         try:
             async for message in self.ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -96,7 +99,13 @@ class Session:
                 if self.close_reason is not None:
                     break
         finally:
+            deadline.cancel()
             await self._cleanup()
+
+    def _join_deadline(self) -> None:
+        """A socket that never joins holds a connection and a task for nothing."""
+        if self.participant is None:
+            self.close("join_timeout")
 
     async def _write_loop(self) -> None:
         try:
