@@ -270,6 +270,7 @@ async def test_no_datagram_raises_out_of_the_media_port(
     for _ in range(50):
         stranger.sendto(_short_priority_check(), target)
         pair.protocol.transport.sendto(_short_priority_check(), pair.remote_addr)
+        pair.protocol.transport.sendto(b"", pair.remote_addr)  # killed aiortc's DTLS transport
     await eventually(
         lambda: server.udp is not None and server.udp.stats["malformed_datagrams"] >= 50
     )
@@ -278,6 +279,7 @@ async def test_no_datagram_raises_out_of_the_media_port(
     samples = await record(track, 1.0)
     assert abs(dominant_frequency(samples[12000:]) - 440) < 5
     assert logged_errors.records == []  # no traceback per datagram
+    assert server.rooms["room1"].media.peers["bob"].connection_state == "connected"
     metrics = f"http://127.0.0.1:{server.port}/metrics"
     async with aiohttp.ClientSession() as http, http.get(metrics) as response:
         text = await response.text()

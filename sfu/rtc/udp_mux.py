@@ -243,8 +243,14 @@ class MuxSocket(asyncio.DatagramProtocol):
             if protocol is None:
                 self.mux.stats["unknown_datagrams"] += 1
                 return
-        # DTLS, SRTP, SRTCP (RFC 7983): skip aioice's attempt to parse them as STUN.
-        if data and data[0] > 3:
+        first = data[0] if data else -1
+        if first > 191 or 63 < first < 128 or 3 < first < 20 or first < 0:
+            # Nothing any protocol on this port (RFC 7983) starts with; aiortc's DTLS
+            # transport dies on an empty datagram.
+            self.mux.malformed(addr)
+            return
+        # DTLS, SRTP, SRTCP: skip aioice's attempt to parse them as STUN.
+        if first > 3:
             connection = protocol.receiver
             if connection._queue.qsize() >= MAX_QUEUED:  # nobody reading: ICE/DTLS not up
                 self.mux.stats["queue_full"] += 1
