@@ -60,8 +60,11 @@ _MEDIUM_LOUDNESS = (MEDIUM_THRESHOLD + 1) * SUBBAND  # loudness = 127 - level
 def _log_scores(n: int, p: float, lam: float) -> npt.NDArray[np.float64]:
     """Log of the speech activity score for 0..n active units out of n."""
     scores = [
-        math.log(math.comb(n, v)) + v * math.log(p) + (n - v) * math.log(1 - p)
-        - math.log(lam) + lam * v
+        math.log(math.comb(n, v))
+        + v * math.log(p)
+        + (n - v) * math.log(1 - p)
+        - math.log(lam)
+        + lam * v
         for v in range(n + 1)
     ]
     return np.log(np.maximum(scores, MIN_SCORE))

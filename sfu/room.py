@@ -74,11 +74,15 @@ class Room:
         self, participant_id: str, forwarders: Sequence[Forwarder], now: float
     ) -> None:
         participant = self.participants[participant_id]
+        # A new transport for a participant that had one keeps its slots' sources.
+        previous = participant.layout
         participant.consumers = tuple(
-            Consumer(participant_id, slot, fwd) for slot, fwd in enumerate(forwarders)
+            Consumer(participant_id, slot, fwd, previous[slot] if slot < len(previous) else None)
+            for slot, fwd in enumerate(forwarders)
         )
         self._events.append(SlotsChanged(participant_id, participant.layout))
-        self._reassign(now, newcomer=participant)
+        # The routing snapshot holds the consumers themselves: replaced ones must leave it.
+        self._reassign(now, rebuild=bool(previous), newcomer=participant)
 
     def set_uplink(self, participant_id: str, present: bool, now: float) -> None:
         self._update(participant_id, now, has_uplink=present)

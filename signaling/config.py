@@ -77,6 +77,9 @@ class ServerConfig:
     """Handed to clients in the join response; none by default (no public STUN)."""
     keepalive_interval: float = 5.0
     """WebSocket ping period; a client silent for 1.5 periods is dropped."""
+    resume_window: float = 30.0
+    """How long a participant's seat is held after its WebSocket or media path is lost
+    (see signaling.resume); 0 releases it at once, as a leave."""
     join_timeout: float = 10.0
     """A WebSocket that has not joined a room this long after opening is closed."""
     header_timeout: float = 10.0

@@ -30,6 +30,7 @@ from signaling.protocol import (
     field,
     parse_request,
 )
+from signaling.resume import RESUME_FAILED, room_of
 from signaling.roles import Action, Role
 from signaling.room import message_info
 from signaling.stage import AttendanceRecord, Stage, StageEvent
@@ -121,10 +122,14 @@ class Session:
 
     async def _cleanup(self) -> None:
         if self.room is not None and self.participant is not None:
-            room, identity = self.room, self.participant.id
-            # Only remove our own participant: a duplicate join may have replaced it.
-            if room.participants.get(identity) is self.participant:
-                await room.remove(identity, self.close_reason or "disconnected")
+            room, participant = self.room, self.participant
+            # The connection was lost (not ended by either side): hold the seat for a resume.
+            held = self.close_reason is None and room.suspend(participant.id, self)
+            # Only remove our own participant: a duplicate join may have replaced it, a
+            # resume may have moved it to another socket.
+            current = room.participants.get(participant.id)
+            if not held and current is participant and participant.outbox is self:
+                await room.remove(participant.id, self.close_reason or "disconnected")
         if self.close_reason is None:
             self.close_reason = "disconnected"
             with contextlib.suppress(asyncio.QueueFull):
@@ -180,12 +185,36 @@ async def _join(session: Session, request: Request) -> Mapping[str, Any]:
         await server.room_idle(room)  # the empty-room timer again: bans must outlive refusals
         raise
     session.room, session.participant = room, participant
+    return _welcome(session, room, participant)
+
+
+async def _resume(session: Session, request: Request) -> Mapping[str, Any]:
+    """Take back a seat held since this client's connection was lost (signaling.resume)."""
+    if session.participant is not None:
+        raise PodiumError("already_joined", "this session already joined a room")
+    token = field(request.data, "token", str)
+    name = room_of(token)
+    room = session.server.rooms.get(name) if name is not None else None
+    if room is None or room.stage.ended:
+        raise PodiumError(RESUME_FAILED, "the room is gone: join again")
+    participant = room.resume(room.seats.claim(token, time.time()), session)
+    session.room, session.participant = room, participant
+    room.resend_slots(participant.id)
+    return {**_welcome(session, room, participant), "media": room.media_up(participant.id)}
+
+
+def _welcome(session: Session, room: Room, participant: Participant) -> dict[str, Any]:
+    """What a joined (or resumed) client needs to know of the room."""
+    server = session.server
+    role = room.role(participant.id)
     page = room.attendees.page(limit=50)
     return {
         "participant": {
-            **person_info(participant.identity, token.role, time.time()),
+            **person_info(participant.identity, role, time.time()),
             "metadata": dict(participant.metadata),
         },
+        "resume_token": room.seats.issue(participant.id),
+        "resume_window": room.seats.window,
         "room": room.info(),
         "stage": room.stage_view(participant.id),
         "attendees": page_info(page),
@@ -205,6 +234,7 @@ async def _offer(session: Session, request: Request) -> Mapping[str, Any]:
         answer = await room.media.connect(participant.id, sdp)
     except NegotiationError as exc:
         raise PodiumError(exc.code, exc.message) from exc
+    room.media_restored(participant.id)
     return {"sdp": answer}
 
 
@@ -343,6 +373,7 @@ async def _stop_recording(session: Session, request: Request) -> Mapping[str, An
 
 HANDLERS: dict[str, Handler] = {
     "join": _join,
+    "resume": _resume,
     "offer": _offer,
     "leave": _leave,
     "ping": _ping,

@@ -72,24 +72,35 @@ class MediaRoom:
         self._deliver()
 
     async def connect(self, participant_id: str, offer_sdp: str) -> str:
-        """Answer ``participant_id``'s offer; raises NegotiationError."""
-        if participant_id in self.peers:
-            raise NegotiationError("invalid_state", "media already negotiated for this session")
+        """Answer ``participant_id``'s offer; raises NegotiationError.
+
+        An offer from a participant that has a peer connection already replaces it
+        (a client whose media path died starts a new one): its slots keep their
+        sources, its uplink its place.
+        """
+        if participant_id not in self.room.participants:
+            raise NegotiationError("invalid_state", "not in the room")
+        await self._close_peer(participant_id)
 
         async def handle_rtp(packet: RtpPacket) -> None:
             await self._forward(participant_id, packet)
 
         async def handle_state(state: str) -> None:
-            await self._peer_state(participant_id, state)
+            if self.peers.get(participant_id) is peer:  # not a replaced one
+                await self._peer_state(participant_id, state)
 
         peer = MediaPeer(participant_id, rtc_configuration(), handle_rtp, handle_state, self._udp)
         self.peers[participant_id] = peer
         try:
             negotiated = await peer.negotiate(offer_sdp, self.config.slots)
         except BaseException:
-            self.peers.pop(participant_id, None)
+            if self.peers.get(participant_id) is peer:
+                del self.peers[participant_id]
             await peer.close()
             raise
+        if self.peers.get(participant_id) is not peer:  # replaced while we negotiated
+            await peer.close()
+            raise NegotiationError("invalid_state", "a newer offer replaced this one")
         if participant_id not in self.room.participants:  # left while we negotiated
             await self._close_peer(participant_id)
             raise NegotiationError("invalid_state", "participant left during negotiation")
@@ -212,12 +223,17 @@ class MediaRoom:
             for consumer, sink in zip(participant.consumers, peer.attach_transport(), strict=True):
                 consumer.sink = sink
         elif state in ("failed", "closed"):
+            await self._close_peer(participant_id)
             await self._on_peer_lost(participant_id, state)
 
     async def _close_peer(self, participant_id: str) -> None:
         peer = self.peers.pop(participant_id, None)
-        if peer is not None:
-            await peer.close()
+        if peer is None:
+            return
+        participant = self.room.participants.get(participant_id)
+        for consumer in participant.consumers if participant else ():
+            consumer.sink = None  # its transport is gone: the fan-out skips it
+        await peer.close()
 
     @staticmethod
     async def _every(interval: float, job: Callable[[], None]) -> None:
