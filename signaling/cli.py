@@ -70,7 +70,7 @@ def _serve(args: argparse.Namespace) -> None:
         import uvloop
 
         uvloop.install()
-    asyncio.run(_run(config, dev=args.dev))
+    asyncio.run(_run(config, dev=args.dev, drain_timeout=args.drain_timeout))
 
 
 def tune_gc() -> None:
@@ -87,7 +87,7 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-async def _run(config: ServerConfig, dev: bool) -> None:
+async def _run(config: ServerConfig, dev: bool, drain_timeout: float) -> None:
     from signaling.server import PodiumServer
 
     server = PodiumServer(config)
@@ -102,11 +102,20 @@ async def _run(config: ServerConfig, dev: bool) -> None:
             f"  mint a token: podium token --dev --room demo --identity alice --role host\n",
             flush=True,
         )
-    stop = asyncio.Event()
+    # SIGTERM drains (docs/operations.md); SIGINT, or a second signal, stops at once.
+    terminate, interrupt = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    loop.add_signal_handler(signal.SIGTERM, terminate.set)
+    loop.add_signal_handler(signal.SIGINT, interrupt.set)
+    waits = [asyncio.ensure_future(e.wait()) for e in (terminate, interrupt)]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    if terminate.is_set() and not interrupt.is_set() and drain_timeout > 0:
+        loop.add_signal_handler(signal.SIGTERM, interrupt.set)
+        draining = asyncio.ensure_future(server.drain(drain_timeout))
+        await asyncio.wait([draining, waits[1]], return_when=asyncio.FIRST_COMPLETED)
+        draining.cancel()
+    for wait in waits:
+        wait.cancel()
     await server.stop()
 
 
@@ -183,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--metrics-port", type=int, help="also serve /metrics, /healthz, /readyz on this port"
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="on SIGTERM: refuse joins, finish recordings, tell clients, and exit once the rooms"
+        " are empty or after this many seconds (0: stop at once)",
     )
     serve.set_defaults(func=_serve)
 

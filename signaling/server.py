@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -43,6 +44,7 @@ class PodiumServer:
             self.app.add_routes(demo_routes(config))
         self._runner: web.AppRunner | None = None
         self.connections = ConnectionCap(config.max_connections_per_address)
+        self.draining = False
         self.port = config.port
         port = config.media.udp_port
         self.udp = (
@@ -84,6 +86,30 @@ class PodiumServer:
         await self.webhooks.close()  # after the rooms: their room_finished goes out too
         if self.udp is not None:
             self.udp.close()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking joins, finish recordings, ask everyone to move; return once empty.
+
+        ``/readyz`` fails from here on (a load balancer sends new rooms elsewhere);
+        joins are refused with ``server_draining``; resumes still work.  Each client
+        gets ``draining {deadline}``: time to finish and leave (a cluster would add
+        where to go).  Returns when every room is empty or after ``timeout`` seconds;
+        ``stop()`` then disconnects whoever is left.
+        """
+        self.draining = True
+        self.metrics.ready = False
+        deadline = time.time() + timeout
+        for room in list(self.rooms.values()):
+            if room.media.mixing.recording is not None:
+                room.stop_recording("")
+            room.broadcast("draining", {"deadline": deadline})
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while any(room.participants for room in self.rooms.values()) and loop.time() < end:
+            await asyncio.sleep(0.1)
+        logger.info(
+            "drained: %d participants left", sum(len(r.participants) for r in self.rooms.values())
+        )
 
     @property
     def url(self) -> str:

@@ -174,6 +174,8 @@ async def _join(session: Session, request: Request) -> Mapping[str, Any]:
     if session.participant is not None:
         raise PodiumError("already_joined", "this session already joined a room")
     server = session.server
+    if server.draining:
+        raise PodiumError("server_draining", "this server is shutting down: join another")
     token = verify_token(field(request.data, "token", str), server.config.api_keys)
     room_name = field(request.data, "room", str, required=False)
     if room_name is not None and room_name != token.room:

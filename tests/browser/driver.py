@@ -34,11 +34,13 @@ from signaling.config import RoomSettings
 from signaling.server import PodiumServer
 from tests.conftest import LOOPBACK, eventually, make_config, token
 from tests.media import ToneTrack, dominant_frequency, record, tone_level_db
+from tests.netcut import Link
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_TONE = 1000.0  # Hz, the fake microphone's WAV
 PYTHON_TONE = 440.0  # Hz, the Python speaker's track
 SCENARIO_TIMEOUT = 30.0
+CUTS = (3.0, 10.0, 25.0)  # seconds the browser listener's path is cut, in turn
 STEP_TIMEOUT_MS = 10_000
 SETTLE = 12_000  # samples (0.25 s) dropped from recordings: jitter buffer, decoder start
 
@@ -81,6 +83,50 @@ async () => {
   const levels = Object.fromEntries(await client.levels());
   return { sent: sent.message.text, seen: seen.text, streamed: first.value.data.text, refused,
            pong: typeof (await client.ping()).time, levels };
+}
+"""
+
+
+# Media through the relay: the server's candidates in every answer point at it (Chrome's
+# own are mDNS names the SDK drops, so the server learns the relay's address from checks).
+RELAY_JS = """
+(() => {
+  const original = RTCPeerConnection.prototype.setRemoteDescription;
+  RTCPeerConnection.prototype.setRemoteDescription = function (description) {
+    if (description && description.sdp) {
+      const sdp = description.sdp.replace(
+        /(a=candidate:\\S+ \\d+ udp \\d+ )\\S+ \\d+( typ host)/g,
+        (_, head, tail) => `${head}127.0.0.1 RELAY_PORT${tail}`);
+      description = { type: description.type, sdp };
+    }
+    return original.call(this, description);
+  };
+})();
+"""
+
+# Seconds from now until `identity`'s slot has received 10 more RTP packets (null: never).
+AUDIO_BACK_JS = """
+async ({ identity, timeout }) => {
+  const client = window.podiumDemo.client;
+  const started = performance.now();
+  const received = async () => {
+    const slot = client.slotOf(identity);
+    if (!slot) return null;
+    for (const report of (await slot.receiver.getStats()).values()) {
+      if (report.type === "inbound-rtp") return [slot.receiver, report.packetsReceived];
+    }
+    return [slot.receiver, 0];
+  };
+  let base = await received();
+  while (performance.now() - started < timeout) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const now = await received();
+    if (now && base && now[0] === base[0] && now[1] - base[1] >= 10) {
+      return (performance.now() - started) / 1000;
+    }
+    if (!base || !now || now[0] !== base[0]) base = now;  // a new peer connection
+  }
+  return null;
 }
 """
 
@@ -131,17 +177,29 @@ class Env:
         return client
 
     async def page(
-        self, room: str, identity: str, role: str, width: int = 1180, height: int = 820
+        self,
+        room: str,
+        identity: str,
+        role: str,
+        width: int = 1180,
+        height: int = 820,
+        link: Link | None = None,
     ) -> Page:
-        """The demo page, joined (through the form and /dev/token), audio connected."""
+        """The demo page, joined (through the form and /dev/token), audio connected.
+
+        With ``link``, everything the page sends goes through it (HTTP, WebSocket, media).
+        """
         context = await self.browser.new_context(
             viewport={"width": width, "height": height}, permissions=["microphone"]
         )
+        if link is not None:
+            await context.add_init_script(RELAY_JS.replace("RELAY_PORT", str(link.outer_port)))
         page = await context.new_page()
         page.set_default_timeout(STEP_TIMEOUT_MS)
         page.on("console", lambda m: print(f"[{identity} console] {m.type}: {m.text}"))
         page.on("pageerror", lambda e: print(f"[{identity} pageerror] {e}"))
-        await page.goto(f"{self.http}/?processing=0")
+        base = self.http if link is None else f"http://127.0.0.1:{link.tcp_port}"
+        await page.goto(f"{base}/?processing=0")
         await page.get_by_label("Room", exact=True).fill(room)
         await page.get_by_label("Your name", exact=True).fill(identity)
         await page.get_by_label(role.capitalize(), exact=True).check()
@@ -326,11 +384,58 @@ async def stage_flow(env: Env) -> dict[str, Any]:
     }
 
 
+async def reconnect(env: Env) -> dict[str, Any]:
+    """The browser listener's path cut for 3, 10 and 25 s: the SDK resumes by itself."""
+    room, shots = "resume", []
+    await env.client("py-speaker", "speaker", room, publish=ToneTrack(PYTHON_TONE, 0.5))
+    host = await PodiumClient.connect(
+        env.server.url, token("py-host", "host", room=room), media=False
+    )
+    env.clients.append(host)
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def watch() -> None:
+        async for event in host.events():
+            seen.append((event.name, event.data))
+
+    watcher = asyncio.create_task(watch())
+    assert env.server.udp is not None
+    link = await Link(env.server.port, env.server.udp.port).start()
+    try:
+        page = await env.page(room, "chrome-listener", "listener", link=link)
+        await page.wait_for_function("window.podiumDemo.client.slotOf('py-speaker') !== undefined")
+        await page.evaluate(
+            "() => { window.__events = [];"
+            " window.podiumDemo.client.on('*', (data, name) => window.__events.push(name)); }"
+        )
+        cuts = []
+        for seconds in CUTS:
+            link.cut()
+            await asyncio.sleep(seconds)
+            label = await page.locator("#connection").text_content()
+            await env.shot(page, f"resume-{seconds:.0f}s-cut", shots)
+            link.restore()
+            back = await page.evaluate(AUDIO_BACK_JS, {"identity": "py-speaker", "timeout": 10000})
+            await page.wait_for_function("window.podiumDemo.client.state === 'connected'")
+            events = await page.evaluate("() => window.__events.splice(0)")
+            cuts.append({"seconds": seconds, "audio_back": back, "label": label, "events": events})
+        await env.shot(page, "resume-after", shots)
+        await page.context.close()
+    finally:
+        await link.close()
+    watcher.cancel()
+    left = [d for name, d in seen if name == "attendees" and "chrome-listener" in d["left"]]
+    told = [name for name, d in seen if d.get("participant") == "chrome-listener"]
+    return {"cuts": cuts, "host_saw_leave": bool(left), "host_saw": told, "screenshots": shots}
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "speaker_interop": speaker_interop,
     "browser_listener": browser_listener,
     "stage_flow": stage_flow,
+    "reconnect": reconnect,
 }
+TIMEOUTS = {"reconnect": sum(CUTS) + 40.0}
 
 
 async def run(out: Path) -> dict[str, Any]:
@@ -370,7 +475,8 @@ async def run(out: Path) -> dict[str, Any]:
                 env = Env(server, browser, out, [])
                 begun = time.monotonic()
                 try:
-                    data = await asyncio.wait_for(scenario(env), SCENARIO_TIMEOUT)
+                    limit = TIMEOUTS.get(name, SCENARIO_TIMEOUT)
+                    data = await asyncio.wait_for(scenario(env), limit)
                     results["scenarios"][name] = {"ok": True, **data}
                 except BaseException as exc:  # recorded for the test to report
                     if isinstance(exc, KeyboardInterrupt):
