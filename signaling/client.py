@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +66,7 @@ class Slot:
 
 
 HEARTBEAT = 2.0  # WebSocket ping period; no pong within half of it: the link is dead
-RECONNECT_BACKOFF = (0.25, 2.0)  # first and longest wait between reconnection attempts
+RECONNECT_BACKOFF = (0.25, 1.0)  # first and longest wait between reconnection attempts
 CONNECT_TIMEOUT = 3.0  # one attempt to open the WebSocket and resume
 
 
@@ -330,7 +331,7 @@ class PodiumClient:
             except (aiohttp.ClientError, OSError, ConnectionError, TimeoutError):
                 with contextlib.suppress(Exception):
                     await self.ws.close()
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # no herd
                 delay = min(delay * 2, RECONNECT_BACKOFF[1])
                 continue
             self.join_info.update(resumed)

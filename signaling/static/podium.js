@@ -23,7 +23,7 @@ export const VERSION = "0.1.0";
 
 const DEFAULT_TIMEOUT = 10_000; // ms, like the Python client's 10 s
 const HEARTBEAT = 2_000; // ms between pings; nothing heard for two of them: the link is dead
-const BACKOFF = [250, 2_000]; // ms: first and longest wait between reconnection attempts
+const BACKOFF = [250, 1_000]; // ms: first and longest wait between reconnection attempts
 const ATTEMPT_TIMEOUT = 3_000; // ms for one attempt to open the WebSocket and resume
 const STAGE_ROLES = new Set(["host", "moderator", "speaker"]);
 
@@ -587,7 +587,8 @@ export class PodiumClient {
           break;
         }
         if (this.ws.readyState === WebSocket.OPEN) this.ws.close();
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        const jitter = 0.8 + 0.4 * Math.random(); // clients cut together do not retry together
+        await new Promise((resolve) => setTimeout(resolve, delay * jitter));
         delay = Math.min(delay * 2, BACKOFF[1]);
         continue;
       }
