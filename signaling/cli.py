@@ -60,6 +60,8 @@ def _serve(args: argparse.Namespace) -> None:
         serve_demo=args.dev,
         webhooks=WebhookConfig(urls=tuple(args.webhook_url or ())),
         metrics_port=args.metrics_port,
+        resume_window=args.resume_window,
+        max_connections_per_address=args.max_connections_per_address,
     )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -192,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--metrics-port", type=int, help="also serve /metrics, /healthz, /readyz on this port"
+    )
+    serve.add_argument(
+        "--resume-window",
+        type=float,
+        default=30.0,
+        help="seconds a participant's seat is held after its connection is lost (0: never)",
+    )
+    serve.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=1000,
+        help="open HTTP/WebSocket connections one source address may hold",
     )
     serve.add_argument(
         "--drain-timeout",

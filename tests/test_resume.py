@@ -163,20 +163,31 @@ async def test_a_listener_cut_for_25_s_hears_again_and_never_left(room: Room) ->
     await _cut_listener(room, 25.0)
 
 
-async def test_a_cut_longer_than_the_resume_window_ends_in_disconnected(
-    short_window: Room,
-) -> None:
-    host, _ = await short_window.join("host", "host", media=False)
-    listener, link = await short_window.join("lou", cut=True)
+async def _cut_past_the_window(room: Room, seconds: float) -> None:
+    host, _ = await room.join("host", "host", media=False)
+    listener, link = await room.join("lou", cut=True)
     assert link is not None
     link.cut()
-    await eventually(lambda: host.left("lou"), timeout=20)  # after the 3 s window
-    await eventually(lambda: "disconnected" in listener.names(), timeout=20)
+    await asyncio.sleep(seconds)
     link.restore()
+    await eventually(lambda: host.left("lou"))
+    await eventually(lambda: "disconnected" in listener.names())
     reasons = [e.data["reason"] for e in listener.events if e.name == "disconnected"]
     assert reasons and reasons[0] in ("resume_failed", "resume_timeout")
     assert listener.client.state == "disconnected"
-    assert "lou" not in short_window.server.rooms["room1"].participants
+    assert "lou" not in room.server.rooms["room1"].participants
+    assert [e.name for e in host.events].count("reconnecting") == 1
+
+
+async def test_a_cut_longer_than_the_resume_window_ends_in_disconnected(
+    short_window: Room,
+) -> None:
+    await _cut_past_the_window(short_window, 9.0)  # a 3 s window
+
+
+@pytest.mark.slow
+async def test_a_45_s_cut_ends_in_disconnected_after_the_30_s_window(room: Room) -> None:
+    await _cut_past_the_window(room, 45.0)
 
 
 @pytest.fixture
