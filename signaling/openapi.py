@@ -272,7 +272,8 @@ WEBHOOKS: dict[str, tuple[str, dict[str, Any]]] = {
     "participant_joined": ("Someone joined.", _obj({"participant": _ref("Participant")})),
     "participant_left": (
         "Someone left, whatever the cause (left, disconnected, removed, banned, "
-        "room_ended, media_failed, duplicate_identity, slow_client, server_shutdown, ...).",
+        "room_ended, media_failed, connection_lost, duplicate_identity, slow_client, "
+        "server_shutdown, ...).",
         _obj({"participant": {"type": "string"}, "reason": {"type": "string"}}),
     ),
     "participant_role_changed": (
