@@ -12,9 +12,10 @@ a resume (the client's socket is closed under it and the SDK resumes), a hand
 raised and lowered, a chat message.  The audience is topped up to its size.
 
 Recorded per minute from /proc of the server process: RSS, open file
-descriptors, CPU seconds; and the p99 round trip of a ``ping`` sent every
-100 ms on an idle socket, which on loopback is the server's event-loop lag
-plus a few hundred microseconds.  Flat means RSS and fds no more than 5 %
+descriptors, CPU seconds; the server's own event-loop lag p99 (from its
+``podium_event_loop_lag_seconds`` histogram: the upper bound of the bucket
+holding the 99th percentile of that minute); and the p99 round trip of a
+``ping`` sent every 100 ms on an idle socket.  Flat means RSS and fds no more than 5 %
 above their level at the end of minute 5 (or of the first minute, for a run
 shorter than 5 minutes).
 """
@@ -25,11 +26,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import random
+import re
 import shlex
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -54,14 +58,34 @@ def _fds(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
+def lag_buckets(url: str) -> dict[float, float]:
+    """The server's cumulative event-loop lag histogram: upper bound -> count."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    pattern = r'^podium_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$'
+    return {float(le): float(n) for le, n in re.findall(pattern, text, re.MULTILINE)}
+
+
+def lag_p99(before: dict[float, float], after: dict[float, float]) -> float:
+    """The bucket bound under which 99 % of the samples between two scrapes fall."""
+    bounds = sorted(after)
+    deltas = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = deltas[-1] if deltas else 0.0
+    for bound, cumulative in zip(bounds, deltas, strict=True):
+        if total and cumulative >= 0.99 * total:
+            return bound
+    return math.nan
+
+
 class Soak:
-    def __init__(self, args: argparse.Namespace, url: str, pid: int) -> None:
+    def __init__(self, args: argparse.Namespace, url: str, pid: int, metrics: str) -> None:
         from signaling.cli import DEV_API_KEY, DEV_API_SECRET
         from signaling.tokens import mint_token
 
         self.args = args
         self.url = url
         self.pid = pid
+        self.metrics = metrics
         self.rng = random.Random(args.seed)
         self.listeners: dict[str, Any] = {}
         self.ids = 0
@@ -162,9 +186,11 @@ class Soak:
         tasks = [asyncio.create_task(self.churn(until)), asyncio.create_task(self.probe(until))]
         minutes = []
         cpu = cpu_seconds(self.pid)
+        lags = await asyncio.to_thread(lag_buckets, self.metrics)
         for minute in range(1, int(self.args.minutes) + 1):
             await asyncio.sleep(max(0.0, start + 60 * minute - time.monotonic()))
             now_cpu = cpu_seconds(self.pid)
+            now_lags = await asyncio.to_thread(lag_buckets, self.metrics)
             rtts, self.rtts = self.rtts, []
             packets, self.packets = self.packets, 0
             minutes.append(
@@ -173,13 +199,14 @@ class Soak:
                     "rss_mb": round(rss_mb(self.pid), 1),
                     "fds": _fds(self.pid),
                     "server_cpu_s": round(now_cpu - cpu, 2),
+                    "loop_lag_p99_ms": round(1000 * lag_p99(lags, now_lags), 1),
                     "ping_rtt_p99_ms": round(1000 * percentile(rtts, 99), 2),
                     "ping_rtt_p50_ms": round(1000 * percentile(rtts, 50), 2),
                     "listeners": len(self.listeners),
                     "packets_received": packets,
                 }
             )
-            cpu = now_cpu
+            cpu, lags = now_cpu, now_lags
             print(json.dumps(minutes[-1]), flush=True)
         await asyncio.gather(*tasks)
         for client in [speaker, *self.listeners.values()]:
@@ -217,7 +244,12 @@ def main(argv: list[str] | None = None) -> None:
         server = start_server(server_command("signaling.cli", port, 3), log)
         try:
             wait_healthy(port, server, 30)
-            soak = Soak(args, f"ws://127.0.0.1:{port}/rtc", server.pid)
+            soak = Soak(
+                args,
+                f"ws://127.0.0.1:{port}/rtc",
+                server.pid,
+                f"http://127.0.0.1:{port}/metrics",
+            )
             result = asyncio.run(soak.run())
         finally:
             server.terminate()

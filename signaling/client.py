@@ -9,7 +9,7 @@ Used by applications and bots, and by Podium's own tests and load generator::
         ...
     await client.close()
 
-The client watches its own links: WebSocket pings (``heartbeat``) and the peer
+The client watches its own links: WebSocket pings (``heartbeat``, 5 s) and the peer
 connection's state.  When either dies it reconnects by itself, with backoff,
 and resumes its seat with the token the server handed out at join (see
 signaling/resume.py); a media path that is gone is negotiated afresh on a new
@@ -65,7 +65,7 @@ class Slot:
     history: list[str | None] = field(default_factory=list)
 
 
-HEARTBEAT = 2.0  # WebSocket ping period; no pong within half of it: the link is dead
+HEARTBEAT = 5.0  # WebSocket ping period; no pong within half of it: the link is dead
 RECONNECT_BACKOFF = (0.25, 1.0)  # first and longest wait between reconnection attempts
 CONNECT_TIMEOUT = 3.0  # one attempt to open the WebSocket and resume
 

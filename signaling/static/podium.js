@@ -22,7 +22,7 @@
 export const VERSION = "0.1.0";
 
 const DEFAULT_TIMEOUT = 10_000; // ms, like the Python client's 10 s
-const HEARTBEAT = 2_000; // ms between pings; nothing heard for two of them: the link is dead
+const HEARTBEAT = 2_000; // ms between pings; one unanswered for two of them: the link is dead
 const BACKOFF = [250, 1_000]; // ms: first and longest wait between reconnection attempts
 const ATTEMPT_TIMEOUT = 3_000; // ms for one attempt to open the WebSocket and resume
 const STAGE_ROLES = new Set(["host", "moderator", "speaker"]);
@@ -172,6 +172,7 @@ export class PodiumClient {
   _attach(ws) {
     this.ws = ws;
     this._lastHeard = performance.now();
+    this._pingSent = null;
     ws.addEventListener("message", (message) => {
       if (ws !== this.ws) return;
       this._lastHeard = performance.now();
@@ -182,16 +183,23 @@ export class PodiumClient {
     });
   }
 
-  /** Ping; a socket that has been silent for two periods is dead even if TCP does not know. */
+  /**
+   * Ping; a ping unanswered (nothing at all heard since) for two periods means the socket
+   * is dead even if TCP does not know. Measured from the ping, not from the last message:
+   * a background tab's throttled timers must not read a quiet room as a dead link.
+   */
   _beat(period) {
     if (this.state !== "connected" || this.ws.readyState !== WebSocket.OPEN) return;
-    if (performance.now() - this._lastHeard > 2 * period) {
+    const now = performance.now();
+    const outstanding = this._pingSent !== null && this._lastHeard < this._pingSent;
+    if (outstanding && now - this._pingSent > 2 * period) {
       const dead = this.ws;
       this._linkLost();
       dead.close();
-      return;
+    } else if (!outstanding) {
+      this._pingSent = now;
+      this.request("ping", {}, { timeout: 2 * period }).catch(() => {});
     }
-    this.request("ping", {}, { timeout: 2 * period }).catch(() => {});
   }
 
   // -- connecting ------------------------------------------------------------
