@@ -166,6 +166,8 @@ def server_command(module: str, port: int, slots: int, *extra: str) -> list[str]
         str(slots),
         "--udp-port",
         "0",
+        "--drain-timeout",  # SIGTERM stops at once: a benchmark's clients never leave
+        "0",
         *extra,
     ]
 

@@ -106,13 +106,20 @@ class Room:
     def attach_slots(self, participant_id: str, formats: Sequence[SlotFormat], now: float) -> None:
         """``participant_id`` negotiated these slots (their SSRCs are ``slot_ssrcs``)."""
         participant = self.participants[participant_id]
+        # A new transport for a participant that had one (a client resuming after its
+        # media path died): the old slots leave their streams and the new ones are bound
+        # as a newcomer's; slot SSRCs are the room's, so its streams carry on.
+        replaced = participant.consumers
+        for consumer in replaced:
+            self._move(consumer, None, now)
+        participant.shared = False
         participant.consumers = tuple(
             Consumer(participant_id, slot, fmt) for slot, fmt in enumerate(formats)
         )
         self._events.append(SlotsChanged(participant_id, participant.layout))
-        self._reassign(now, newcomer=participant)
+        self._reassign(now, rebuild=bool(replaced), newcomer=participant)
 
-    def set_sinks(self, participant_id: str, sinks: Sequence[Sink]) -> None:
+    def set_sinks(self, participant_id: str, sinks: Sequence[Sink | None]) -> None:
         """The I/O layer can now write to ``participant_id``'s slots (transport up)."""
         participant = self.participants.get(participant_id)
         if participant is None:
@@ -125,6 +132,12 @@ class Room:
             consumer.rebase(stream, carry=False)  # it is sent what comes from now on
             if stream is not None:
                 stream.add(consumer)
+
+    def clear_sinks(self, participant_id: str) -> None:
+        """``participant_id``'s transport is gone: its slots stay bound, written to by nobody."""
+        participant = self.participants.get(participant_id)
+        if participant is not None:
+            self.set_sinks(participant_id, [None] * len(participant.consumers))
 
     def set_uplink(self, participant_id: str, present: bool, now: float) -> None:
         self._update(participant_id, now, has_uplink=present)

@@ -37,7 +37,7 @@ from sfu.rtc.sendmmsg import write_all
 from sfu.rtc.setup import rtc_configuration
 from sfu.rtc.stats import uplink_samples
 from sfu.rtc.udp_mux import UdpMux
-from sfu.slots import ArrivalOrderPolicy, LoudestPolicy, SlotPolicy
+from sfu.slots import ArrivalOrderPolicy, Layout, LoudestPolicy, SlotPolicy
 from sfu.stats import DropReason, DurationHistogram, MediaStats
 from sfu.streams import SlotStream
 
@@ -92,15 +92,22 @@ class MediaRoom:
         self._deliver()
 
     async def connect(self, participant_id: str, offer_sdp: str) -> str:
-        """Answer ``participant_id``'s offer; raises MediaError."""
-        if participant_id in self.peers:
-            raise MediaError(MediaErrorKind.INVALID_STATE, "media already negotiated")
+        """Answer ``participant_id``'s offer; raises MediaError.
+
+        An offer from a participant that has a peer connection already replaces it
+        (a client whose media path died starts a new one): its slots keep their
+        sources, its uplink its place.
+        """
+        if participant_id not in self.room.participants:
+            raise MediaError(MediaErrorKind.INVALID_STATE, "not in the room")
+        await self._close_peer(participant_id)
 
         async def handle_rtp(packet: RtpPacket) -> None:
             await self._forward(participant_id, packet)
 
         async def handle_state(state: str) -> None:
-            await self._peer_state(participant_id, state)
+            if self.peers.get(participant_id) is peer:  # not a replaced one
+                await self._peer_state(participant_id, state)
 
         def heard_loss() -> float:
             return self._audience_loss(participant_id)
@@ -119,9 +126,13 @@ class MediaRoom:
                 offer_sdp, self.room.slot_ssrcs(self.config.slots), self.config.red
             )
         except BaseException:
-            self.peers.pop(participant_id, None)
+            if self.peers.get(participant_id) is peer:
+                del self.peers[participant_id]
             await peer.close()
             raise
+        if self.peers.get(participant_id) is not peer:  # replaced while we negotiated
+            await peer.close()
+            raise MediaError(MediaErrorKind.INVALID_STATE, "a newer offer replaced this one")
         if participant_id not in self.room.participants:  # left while we negotiated
             await self._close_peer(participant_id)
             raise MediaError(MediaErrorKind.INVALID_STATE, "participant left during negotiation")
@@ -152,6 +163,10 @@ class MediaRoom:
         """Forward, mix or auto, live: slot 0 switches to the mix (or back), no renegotiation."""
         self.mixing.set_mode(mode, time.monotonic())
         self._deliver()
+
+    def layout(self, participant_id: str) -> Layout:
+        participant = self.room.participants.get(participant_id)
+        return participant.layout if participant is not None and participant.consumers else ()
 
     @property
     def media_mode(self) -> MediaModeState:
@@ -332,12 +347,15 @@ class MediaRoom:
         if state == "connected":
             self.room.set_sinks(participant_id, peer.attach_transport())
         elif state in ("failed", "closed"):
+            await self._close_peer(participant_id)
             await self._on_peer_lost(participant_id, state)
 
     async def _close_peer(self, participant_id: str) -> None:
         peer = self.peers.pop(participant_id, None)
-        if peer is not None:
-            await peer.close()
+        if peer is None:
+            return
+        self.room.clear_sinks(participant_id)  # its transport is gone: the fan-out skips it
+        await peer.close()
 
     @staticmethod
     async def _every(interval: float, job: Callable[[], None]) -> None:

@@ -8,10 +8,17 @@ and hands each server-side ICE connection a host candidate on it.
 Demultiplexing: a datagram from a known remote address goes to the connection
 that address belongs to.  A new address must open with a STUN binding request
 whose USERNAME starts with a registered local ufrag (RFC 8445 7.2.2: every
-check carries it); anything else from an unknown address is dropped and
-counted.  A connection's own checks also claim the addresses they go to, so
-a check response is never lost to a race.  Closing a connection releases its
-ufrag and addresses.
+check carries it) and whose MESSAGE-INTEGRITY holds for that connection's
+password: a ufrag travels in clear text, so knowing one must not be enough to
+steer a connection's traffic.  Anything else from an unknown address is
+dropped and counted.  A connection's own checks also claim the addresses
+they go to, so a check response is never lost to a race.  Closing a
+connection releases its ufrag and addresses.
+
+Nothing a datagram holds can raise out of ``datagram_received``: a datagram
+that breaks a parser is dropped, counted (``malformed_datagrams``) and logged
+at most once per ``LOG_INTERVAL``; datagrams waiting for a connection that is
+not reading them (ICE or DTLS not up yet) are capped at ``MAX_QUEUED``.
 
 The connection keeps using aioice's ``StunProtocol`` (STUN transactions,
 data delivery); only its transport is a view onto the shared socket.
@@ -46,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # a burst of fan-out/ingress; capped by net.core.*mem_max
 CONSENT_TIMEOUT = 30.0  # RFC 7675 section 5.1
+MAX_QUEUED = 256  # datagrams waiting for one connection to read them
+LOG_INTERVAL = 10.0  # seconds between two warnings about malformed datagrams
 
 
 class UdpMux:
@@ -60,6 +69,8 @@ class UdpMux:
         self.sockets: list[MuxSocket] = []
         self._connections: dict[str, aioice.ice.Connection] = {}
         self.stats: Counter[str] = Counter()
+        self._logged_malformed = -LOG_INTERVAL
+        self._malformed_at_log = 0
 
     async def start(self) -> None:
         """Bind every address on one port (the first bind picks it when ``port`` is 0).
@@ -158,6 +169,20 @@ class UdpMux:
         connection.check_incoming = check_incoming  # type: ignore[method-assign]
         connection.query_consent = query_consent  # type: ignore[method-assign]
 
+    def malformed(self, addr: Address) -> None:
+        """Count a datagram that broke a parser; warn about them only now and then."""
+        self.stats["malformed_datagrams"] += 1
+        now = time.monotonic()
+        if now - self._logged_malformed >= LOG_INTERVAL:
+            total = self.stats["malformed_datagrams"]
+            logger.warning(
+                "malformed datagram from %s (%d since the last warning)",
+                addr,
+                total - self._malformed_at_log,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
+            self._logged_malformed, self._malformed_at_log = now, total
+
     def lookup(self, ufrag: str) -> aioice.ice.Connection | None:
         return self._connections.get(ufrag)
 
@@ -214,20 +239,36 @@ class MuxSocket(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         addr = (addr[0], addr[1])
+        try:
+            self._receive(data, addr)
+        except Exception:  # aioice's parsers raise struct.error, IndexError, ... on garbage
+            self.mux.malformed(addr)
+
+    def _receive(self, data: bytes, addr: Address) -> None:
         protocol = self.routes.get(addr)
         if protocol is None:
             protocol = self._claim(data, addr)
             if protocol is None:
                 self.mux.stats["unknown_datagrams"] += 1
                 return
-        # DTLS, SRTP, SRTCP (RFC 7983): skip aioice's attempt to parse them as STUN.
-        if data and data[0] > 3:
-            protocol.receiver.data_received(data, protocol.local_candidate.component)
+        first = data[0] if data else -1
+        if first > 191 or 63 < first < 128 or 3 < first < 20 or first < 0:
+            # Nothing any protocol on this port (RFC 7983) starts with; aiortc's DTLS
+            # transport dies on an empty datagram.
+            self.mux.malformed(addr)
+            return
+        # DTLS, SRTP, SRTCP: skip aioice's attempt to parse them as STUN.
+        if first > 3:
+            connection = protocol.receiver
+            if connection._queue.qsize() >= MAX_QUEUED:  # nobody reading: ICE/DTLS not up
+                self.mux.stats["queue_full"] += 1
+                return
+            connection.data_received(data, protocol.local_candidate.component)
         else:
             protocol.datagram_received(data, addr)
 
     def _claim(self, data: bytes, addr: Address) -> aioice.ice.StunProtocol | None:
-        """A new remote address: it must open with a check naming one of our ufrags."""
+        """A new remote address: it must open with an authenticated check for one of ours."""
         if len(data) < 20 or data[0] > 1:  # not STUN (RFC 7983)
             return None
         try:
@@ -241,6 +282,9 @@ class MuxSocket(asyncio.DatagramProtocol):
             return None
         connection = self.mux.lookup(username.partition(":")[0])
         if connection is None:
+            return None
+        if not message.check_message_integrity(connection.local_password.encode()):
+            self.mux.stats["unauthenticated_checks"] += 1
             return None
         for protocol in connection._protocols:
             transport = getattr(protocol, "transport", None)

@@ -8,6 +8,14 @@ Used by applications and bots, and by Podium's own tests and load generator::
     async for event in client.events():
         ...
     await client.close()
+
+The client watches its own links: WebSocket pings (``heartbeat``, 5 s) and the peer
+connection's state.  When either dies it reconnects by itself, with backoff,
+and resumes its seat with the token the server handed out at join (see
+signaling/resume.py); a media path that is gone is negotiated afresh on a new
+peer connection (aiortc has no ICE restart).  The app sees ``reconnecting``,
+``reconnected`` and, when it is over for good, ``disconnected {reason}``
+events; a slot's ``track`` may be a new object after a reconnection.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +42,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtp import RtpPacket
+from av.frame import Frame
+from av.packet import Packet
 
 from sfu.red import RED_MIME
 from sfu.rtc.setup import announce_addresses, opus_and_red, tune_client_process
@@ -66,21 +77,40 @@ class Slot:
     """The slot's latest speakers, oldest first (bounded: a long session must not grow it)."""
 
 
+HEARTBEAT = 5.0  # WebSocket ping period; no pong within half of it: the link is dead
+RECONNECT_BACKOFF = (0.25, 1.0)  # first and longest wait between reconnection attempts
+CONNECT_TIMEOUT = 3.0  # one attempt to open the WebSocket and resume
+
+
 class PodiumClient:
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        url: str = "",
+        heartbeat: float | None = HEARTBEAT,
+        ssl: SSLContext | bool = True,
+    ) -> None:
         self._http = session
         self.ws = ws
+        self.url = url
+        self.heartbeat = heartbeat
+        self._ssl = ssl
         self.pc: RTCPeerConnection | None = None
         self.join_info: dict[str, Any] = {}
         self.slots: list[Slot] = []
         self._layout: list[str | None] = []
         self.closed_reason: str | None = None
+        self.state = "connected"  # reconnecting, disconnected
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._uplink_parked: ParkedTrack | None = None
         self._uplink_rtcp: asyncio.Future[None] | None = None
-        self._reader = asyncio.create_task(self._read_loop())
+        self._media: tuple[PacketHandler | None, bool, bool] | None = None  # to renegotiate
+        self._closing = False
+        self._recovery: asyncio.Task[None] | None = None
+        self._reader = asyncio.create_task(self._read_loop(ws))
 
     # -- connecting ------------------------------------------------------
     @classmethod
@@ -99,8 +129,12 @@ class PodiumClient:
         timeout: float = 10.0,
         tune_process: bool = False,
         ssl: SSLContext | bool = True,
+        heartbeat: float | None = HEARTBEAT,
     ) -> PodiumClient:
         """Join and (unless ``media=False``: a signaling-only client) negotiate media.
+
+        ``heartbeat`` is the WebSocket ping period that detects a dead link (None: never
+        ping, and never reconnect on one's own).
 
         ``on_packet(slot, packet)`` receives the slots' RTP packets undecoded
         (load generators); without it each slot exposes a decoded ``track``.
@@ -125,11 +159,11 @@ class PodiumClient:
             announce_addresses(host_addresses)
         http = aiohttp.ClientSession()
         try:
-            ws = await http.ws_connect(url, heartbeat=None, max_msg_size=0, ssl=ssl)
+            ws = await http.ws_connect(url, heartbeat=heartbeat, max_msg_size=0, ssl=ssl)
         except BaseException:
             await http.close()
             raise
-        client = cls(http, ws)
+        client = cls(http, ws, url, heartbeat, ssl)
         try:
             join: dict[str, Any] = {"token": token}
             if room is not None:
@@ -155,14 +189,19 @@ class PodiumClient:
         red: bool,
         timeout: float,
     ) -> None:
+        """A peer connection with the uplink and K slots, offered and answered."""
+        self._media = (on_packet, audio_level, red)
         servers = [
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in self.join_info.get("ice_servers", [])
         ]
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self._uplink_rtcp = None
         # The uplink m-line is always offered, so a later promotion needs no SDP.
         if publish is None:
             publish = self._uplink_parked = ParkedTrack()
+        else:
+            publish = _Feed(publish)
             self._uplink_rtcp = asyncio.get_running_loop().create_future()
         transceiver = pc.addTransceiver(publish, direction="sendonly")
         _offer_codecs(transceiver, red)
@@ -186,8 +225,18 @@ class PodiumClient:
         answer = await self.request("offer", timeout=timeout, sdp=pc.localDescription.sdp)
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         # aiortc creates the receive tracks when it applies the answer.
-        self.slots[:] = [Slot(i, None if on_packet else r.track) for i, r in enumerate(receivers)]
+        tracks = [None if on_packet else r.track for r in receivers]
+        if len(self.slots) == len(tracks):  # a new peer connection: same slots, new tracks
+            for existing, track in zip(self.slots, tracks, strict=True):
+                existing.track = track
+        else:
+            self.slots[:] = [Slot(i, track) for i, track in enumerate(tracks)]
         self._apply_layout()
+
+        @pc.on("connectionstatechange")
+        def watch() -> None:
+            if pc is self.pc and pc.connectionState == "failed":
+                self._recover(media_only=True)
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
         assert self.pc is not None
@@ -202,7 +251,7 @@ class PodiumClient:
         assert self.pc is not None
         sender = self.pc.getTransceivers()[0].sender
         parked, self._uplink_parked = self._uplink_parked, None
-        sender.replaceTrack(track)
+        sender.replaceTrack(_Feed(track))
         if parked is not None:
             parked.release()
         if self._uplink_rtcp is not None and not self._uplink_rtcp.done():
@@ -238,18 +287,105 @@ class PodiumClient:
                     return event
         raise ConnectionError(f"closed ({self.closed_reason}) before a {name!r} event")
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
-            async for message in self.ws:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    continue
-                self._dispatch(json.loads(message.data))
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT and ws is self.ws:
+                    self._dispatch(json.loads(message.data))
         finally:
-            self.closed_reason = self.closed_reason or "connection closed"
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(ConnectionError(self.closed_reason))
-            self._events.put_nowait(None)
+            if ws is self.ws:
+                self._link_lost()
+
+    def _link_lost(self) -> None:
+        """The WebSocket closed: resume if it died under us, finish if it was ended."""
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(self.closed_reason or "connection lost"))
+        resumable = self.heartbeat is not None and "resume_token" in self.join_info
+        if self._closing or self.closed_reason is not None or not resumable:
+            self._finish(self.closed_reason or "connection closed")
+        else:
+            self._recover(media_only=False)
+
+    def _finish(self, reason: str) -> None:
+        if self.state == "disconnected":
+            return
+        self.state, self.closed_reason = "disconnected", reason
+        self._events.put_nowait(None)
+
+    # -- recovering from a dead link ---------------------------------------
+    def _recover(self, media_only: bool) -> None:
+        """Start reconnecting (or only renegotiating media) unless that is under way.
+
+        A lost WebSocket supersedes a media renegotiation in progress: the
+        reconnection renegotiates too, once the seat is back.
+        """
+        if self._closing or self.state == "disconnected":
+            return
+        running = self._recovery is not None and not self._recovery.done()
+        if running and (media_only or self.state == "reconnecting"):
+            return
+        if running and self._recovery is not None:
+            self._recovery.cancel()
+        task = self._renegotiate_media() if media_only else self._reconnect()
+        self._recovery = asyncio.create_task(task)
+
+    async def _renegotiate_media(self) -> None:
+        """The peer connection died but the WebSocket lives: offer a new one."""
+        # A failure here means the socket died too; its loss starts a reconnection.
+        with contextlib.suppress(ConnectionError, PodiumError, TimeoutError):
+            await self._new_peer_connection()
+
+    async def _new_peer_connection(self) -> None:
+        assert self._media is not None and self.pc is not None
+        old = self.pc
+        track = old.getTransceivers()[0].sender.track
+        publish = track.source if isinstance(track, _Feed) else None
+        self._uplink_parked = None
+        await old.close()
+        on_packet, audio_level, red = self._media
+        await self._negotiate(publish, on_packet, audio_level, red, CONNECT_TIMEOUT * 2)
+
+    async def _reconnect(self) -> None:
+        """Reopen the WebSocket with backoff and resume the seat within the server's window."""
+        self.state = "reconnecting"
+        self._events.put_nowait(Event("reconnecting", {}))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(self.join_info.get("resume_window", 0))
+        delay, reason = RECONNECT_BACKOFF[0], "resume_timeout"
+        while loop.time() < deadline and not self._closing:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    ws = await self._http.ws_connect(
+                        self.url, heartbeat=self.heartbeat, max_msg_size=0, ssl=self._ssl
+                    )
+                self.ws = ws
+                self._reader = asyncio.create_task(self._read_loop(ws))
+                resumed = await self.request(
+                    "resume", timeout=CONNECT_TIMEOUT, token=self.join_info["resume_token"]
+                )
+            except PodiumError as refused:  # the seat is gone
+                reason = refused.code
+                break
+            except (aiohttp.ClientError, OSError, ConnectionError, TimeoutError):
+                with contextlib.suppress(Exception):
+                    await self.ws.close()
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # no herd
+                delay = min(delay * 2, RECONNECT_BACKOFF[1])
+                continue
+            self.join_info.update(resumed)
+            self.state = "connected"
+            if self.pc is not None and (
+                not resumed.get("media", True) or self.pc.connectionState in ("failed", "closed")
+            ):
+                with contextlib.suppress(ConnectionError, PodiumError, TimeoutError):
+                    await self._new_peer_connection()
+            self._events.put_nowait(Event("reconnected", {}))
+            return
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        self._events.put_nowait(Event("disconnected", {"reason": reason}))
+        self._finish(reason)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -271,6 +407,8 @@ class PodiumClient:
                 self._apply_layout()
             elif event.name == "disconnected":
                 self.closed_reason = event.data.get("reason")
+            elif event.name == "media_lost":
+                self._recover(media_only=True)
             self._events.put_nowait(event)
 
     def _apply_layout(self) -> None:
@@ -286,6 +424,11 @@ class PodiumClient:
         await self.close()
 
     async def close(self) -> None:
+        self._closing = True
+        if self._recovery is not None:
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
         if self.pc is not None:
             await self.pc.close()
         await self.ws.close()
@@ -293,6 +436,24 @@ class PodiumClient:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+        self._finish(self.closed_reason or "closed")
+
+
+class _Feed(MediaStreamTrack):
+    """The app's track as one peer connection sees it.
+
+    aiortc stops a sender's track when its peer connection closes; the app's own
+    track must outlive a renegotiation onto a new peer connection.
+    """
+
+    kind = "audio"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.source = source
+
+    async def recv(self) -> Frame | Packet[Any]:
+        return await self.source.recv()
 
 
 def _offer_codecs(transceiver: RTCRtpTransceiver, red: bool) -> None:

@@ -13,22 +13,11 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
+from signaling.room.ratelimit import Rate, RateLimiter
 from signaling.room.roles import Action, Role, require
 from signaling.wire.errors import ErrorCode, PodiumError
 
 REACTIONS = frozenset({"👍", "👏", "❤️", "😂", "🎉", "🔥", "💯", "🙌", "😮", "🤔"})
-
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """Token bucket: bursts of up to ``count`` requests, refilled at ``count`` per ``per`` s."""
-
-    count: int
-    per: float
-
-    def __post_init__(self) -> None:
-        if self.count < 1 or self.per <= 0:
-            raise ValueError(f"invalid rate: {self}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,27 +54,6 @@ class Reaction:
 class PinChanged:
     message: ChatMessage | None  # None: the pin was cleared
     by: str
-
-
-class RateLimiter:
-    """Per-key token buckets; forget the keys of departed participants to bound memory."""
-
-    def __init__(self, rate: Rate) -> None:
-        self.rate = rate
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, as of)
-
-    def take(self, key: str, now: float) -> None:
-        """Spend one token, or raise ``rate_limited`` without spending anything."""
-        tokens, since = self._buckets.get(key, (float(self.rate.count), now))
-        refill = max(0.0, now - since) * self.rate.count / self.rate.per
-        tokens = min(float(self.rate.count), tokens + refill)
-        if tokens < 1.0:
-            wait = (1.0 - tokens) * self.rate.per / self.rate.count
-            raise PodiumError(ErrorCode.RATE_LIMITED, f"slow down: retry in {wait:.1f} s")
-        self._buckets[key] = (tokens - 1.0, now)
-
-    def forget(self, key: str) -> None:
-        self._buckets.pop(key, None)
 
 
 class Chat:

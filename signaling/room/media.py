@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sfu.errors import MediaError, MediaErrorKind
 from sfu.events import RouterEvent
 from sfu.mixer import MediaMode, MediaModeState
+from sfu.slots import Layout
 from sfu.stats import MediaStats
 from signaling.wire.errors import ErrorCode, PodiumError
 
@@ -35,6 +36,10 @@ class MediaFacade(Protocol):
     def set_muted(self, participant_id: str, muted: bool) -> None: ...
 
     def set_media_mode(self, mode: MediaMode) -> None: ...
+
+    def layout(self, participant_id: str) -> Layout:
+        """Who is in each of the participant's slots now (empty before it negotiated)."""
+        ...
 
     @property
     def media_mode(self) -> MediaModeState: ...

@@ -32,6 +32,7 @@ from signaling.room.participant import (
     identity_of,
     person_info,
 )
+from signaling.room.resume import DETACHED, SeatHolds
 from signaling.room.roles import Role
 from signaling.room.settings import RoomSettings
 from signaling.room.stage import (
@@ -129,6 +130,7 @@ class Room:
         on_empty: Callable[[Room], Awaitable[None]],
         observer: RoomObserver = NO_OBSERVER,
         recordings_dir: str | None = None,
+        resume_window: float = 0.0,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -144,6 +146,10 @@ class Room:
         self.media.set_media_mode(MediaMode(self.settings.media_mode))
         self._on_empty = on_empty
         self._attendee_timer: TimerHandle | None = None
+        self.seats = SeatHolds(name, resume_window)
+        self._hold_timer: TimerHandle | None = None
+        self._reconnecting: set[str] = set()  # announced to the others as reconnecting
+        self._media_lost: set[str] = set()  # peer connection died; a new offer is due
         self.observer = observer
         observer.room_started(self)
 
@@ -188,6 +194,10 @@ class Room:
         participant = self.participants.pop(identity, None)
         if participant is None:
             return
+        self.seats.release(identity)
+        self._reconnecting.discard(identity)
+        self._media_lost.discard(identity)
+        self._schedule_holds()
         if not self.stage.ended and identity in self.stage:  # a removal already dropped it
             now = self.clock.time()
             self.apply(self.stage.leave(identity, now), now)
@@ -204,6 +214,75 @@ class Room:
             return await self.media.connect(identity, offer_sdp)
         except MediaError as exc:
             raise refusal(exc) from exc
+
+    # -- lost connections (signaling.room.resume) ---------------------------------
+    def suspend(self, identity: str, outbox: Outbox) -> bool:
+        """``outbox``'s connection is gone: hold the seat rather than release it.
+
+        False when the seat is not to be held (no resume window, room ended);
+        True also when ``outbox`` no longer serves the participant (resumed elsewhere).
+        """
+        participant = self.participants.get(identity)
+        if participant is None or participant.outbox is not outbox:
+            return True
+        if self.seats.window <= 0 or self.stage.ended:
+            return False
+        participant.outbox = DETACHED
+        self.seats.hold(identity, self.clock.time())
+        self._reconnecting.add(identity)
+        self.broadcast("reconnecting", {"participant": identity})
+        self._schedule_holds()
+        return True
+
+    def resume(self, identity: str, outbox: Outbox) -> Participant:
+        """Hand ``identity``'s seat to a new connection (a socket still open is closed)."""
+        participant = self.participants[identity]
+        previous, participant.outbox = participant.outbox, outbox
+        previous.close("resumed")
+        self.seats.end_hold(identity)
+        if identity in self._media_lost:  # the socket is back; the media must follow
+            self.seats.hold(identity, self.clock.time(), media=True)
+        self._schedule_holds()
+        if identity in self._reconnecting:
+            self._reconnecting.discard(identity)
+            self.broadcast("reconnected", {"participant": identity}, exclude=identity)
+        return participant
+
+    def media_up(self, identity: str) -> bool:
+        """Whether ``identity`` has no lost peer connection waiting to be replaced."""
+        return identity not in self._media_lost
+
+    def media_restored(self, identity: str) -> None:
+        """A new peer connection replaced a lost one."""
+        if identity in self._media_lost:
+            self._media_lost.discard(identity)
+            hold = self.seats.held(identity)
+            if hold is not None and hold.media:
+                self.seats.end_hold(identity)
+                self._schedule_holds()
+
+    def resend_slots(self, identity: str) -> None:
+        """Tell a resumed client its current slot layout (it missed the changes)."""
+        layout = self.media.layout(identity)
+        if layout:
+            self._media_event(SlotsChanged(identity, layout))
+
+    def _schedule_holds(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        due = self.seats.next_deadline()
+        if due is not None:
+            delay = max(0.0, due - self.clock.time())
+            self._hold_timer = self.clock.call_later(delay, self._expire_holds)
+
+    def _expire_holds(self) -> None:
+        self._hold_timer = None
+        for identity in self.seats.expired(self.clock.time()):
+            hold = self.seats.end_hold(identity)
+            reason = "media_failed" if hold is not None and hold.media else "connection_lost"
+            self._close_later(identity, reason)
+        self._schedule_holds()
 
     # -- events → media and messages --------------------------------------
     def apply(self, event: StageEvent, now: float) -> None:
@@ -368,13 +447,23 @@ class Room:
         return info
 
     async def _peer_lost(self, identity: str, state: str) -> None:
+        """The media path died (ICE failed, consent expired): hold the seat for a new offer."""
         logger.info("room %s: %s's peer connection %s", self.name, identity, state)
-        await self.remove(identity, "media_failed")
+        if self.seats.window <= 0 or identity not in self.participants:
+            await self.remove(identity, "media_failed")
+            return
+        self._media_lost.add(identity)
+        self.seats.hold(identity, self.clock.time(), media=True)
+        self._schedule_holds()
+        self.send(identity, "media_lost", {"state": state})
 
     async def close(self, reason: str) -> None:
         if self._attendee_timer is not None:
             self._attendee_timer.cancel()
             self._attendee_timer = None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
         for identity in list(self.participants):
             await self.remove(identity, reason)
         self.observer.room_finished(self, reason)

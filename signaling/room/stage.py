@@ -17,9 +17,10 @@ participant themself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from signaling.room.attendees import Identity
+from signaling.room.ratelimit import Rate, RateLimiter
 from signaling.room.roles import Action, Role, Rule, require
 from signaling.wire.errors import ErrorCode, PodiumError
 
@@ -36,6 +37,9 @@ class StageConfig:
     # Whether someone whose token puts them on stage joins muted. Entering the
     # stage later (accepted invitation, promotion) is always muted.
     join_muted: bool = False
+    # Raising and lowering one's own hand each reach every moderator (and the webhooks):
+    # bursts of 6 (three up-and-downs), then one per 10/6 s; ``rate_limited`` beyond.
+    hand_rate: Rate = field(default_factory=lambda: Rate(6, 10.0))
 
     def __post_init__(self) -> None:
         if self.max_participants < 1 or self.max_on_stage < 1:
@@ -210,6 +214,7 @@ class Stage:
         self._banned: set[str] = set()
         self._attendance: dict[str, AttendanceRecord] = {}
         self._ended = False
+        self._hand_limits = RateLimiter(self.config.hand_rate)
 
     # Queries.
 
@@ -302,6 +307,7 @@ class Stage:
         self._authorize(actor_id, Action.RAISE_HAND, actor_id)
         if actor_id in self._hands:
             raise PodiumError(ErrorCode.HAND_ALREADY_RAISED, "your hand is already raised")
+        self._hand_limits.take(actor_id, now)
         self._hands[actor_id] = now
         return HandRaised(actor_id, now)
 
@@ -309,6 +315,8 @@ class Stage:
         self._authorize(actor_id, Action.LOWER_HAND, target_id)
         if target_id not in self._hands:
             raise PodiumError(ErrorCode.HAND_NOT_RAISED, f"{target_id!r} has no hand raised")
+        if target_id == actor_id:  # moderators working through the queue are not limited
+            self._hand_limits.take(actor_id, now)
         del self._hands[target_id]
         return HandLowered(target_id, actor_id)
 
@@ -497,6 +505,7 @@ class Stage:
     def _drop(self, participant_id: str, now: float) -> None:
         member = self._members.pop(participant_id)
         self._hands.pop(participant_id, None)
+        self._hand_limits.forget(participant_id)
         del self._by_user[member.identity.user_id]
         self._update_visit(member, lambda v: replace(v, left_at=now))
 

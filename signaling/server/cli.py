@@ -150,6 +150,8 @@ def _serve(args: argparse.Namespace) -> None:
         serve_demo=args.dev,
         webhooks=WebhookConfig(urls=tuple(args.webhook_url or ())),
         metrics_port=metrics_port,
+        resume_window=args.resume_window,
+        max_connections_per_address=args.max_connections_per_address,
         tls_cert=tls_cert,
         tls_key=tls_key,
         cluster=None
@@ -165,7 +167,7 @@ def _serve(args: argparse.Namespace) -> None:
         import uvloop
 
         uvloop.install()
-    asyncio.run(_run(config, dev=args.dev))
+    asyncio.run(_run(config, dev=args.dev, drain_timeout=args.drain_timeout))
 
 
 def _dev_certificate(host: str) -> tuple[Path, Path]:
@@ -254,13 +256,15 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-async def _run(config: ServerConfig, dev: bool) -> None:
+async def _run(config: ServerConfig, dev: bool, drain_timeout: float) -> None:
     from signaling.server.server import PodiumServer
 
-    stop = asyncio.Event()
+    # SIGTERM drains (docs/operations.md); SIGINT, or a second signal, stops at once.
+    # Installed before start: a cluster node registered is stoppable.
+    terminate, interrupt = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # before start: a node registered is stoppable
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, terminate.set)
+    loop.add_signal_handler(signal.SIGINT, interrupt.set)
     try:
         server = PodiumServer(config)  # reads the TLS certificate
     except OSError as exc:
@@ -286,7 +290,15 @@ async def _run(config: ServerConfig, dev: bool) -> None:
             f"  mint a token: podium token --dev --room demo --identity alice --role host\n",
             flush=True,
         )
-    await stop.wait()
+    waits = [asyncio.ensure_future(e.wait()) for e in (terminate, interrupt)]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    if terminate.is_set() and not interrupt.is_set() and drain_timeout > 0:
+        loop.add_signal_handler(signal.SIGTERM, interrupt.set)
+        draining = asyncio.ensure_future(server.drain(drain_timeout))
+        await asyncio.wait([draining, waits[1]], return_when=asyncio.FIRST_COMPLETED)
+        draining.cancel()
+    for wait in waits:
+        wait.cancel()
     await server.stop()
 
 
@@ -431,6 +443,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--relay-port", type=int, default=0, help="UDP port of the relay (default: any free one)"
+    )
+    serve.add_argument(
+        "--resume-window",
+        type=float,
+        default=30.0,
+        help="seconds a participant's seat is held after its connection is lost (0: never)",
+    )
+    serve.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=1000,
+        help="open HTTP/WebSocket connections one source address may hold",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="on SIGTERM: refuse joins, finish recordings, tell clients, and exit once the rooms"
+        " are empty or after this many seconds (0: stop at once)",
     )
     serve.set_defaults(func=_serve)
 

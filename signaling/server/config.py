@@ -44,6 +44,17 @@ class ServerConfig:
     """Handed to clients in the join response; none by default (no public STUN)."""
     keepalive_interval: float = 5.0
     """WebSocket ping period; a client silent for 1.5 periods is dropped."""
+    resume_window: float = 30.0
+    """How long a participant's seat is held after its WebSocket or media path is lost
+    (see signaling.room.resume); 0 releases it at once, as a leave."""
+    join_timeout: float = 10.0
+    """A WebSocket that has not joined a room this long after opening is closed."""
+    header_timeout: float = 10.0
+    """An HTTP connection whose request headers are not complete this long after it opened
+    (or after its previous response) is closed: idle and slow-loris sockets alike."""
+    max_connections_per_address: int = 1000
+    """Open HTTP/WebSocket connections one source address may hold; more are closed at once.
+    Generous: many people may share one NAT."""
     max_message_bytes: int = MAX_MESSAGE_BYTES
     """Larger frames get a ``message_too_large`` error; the session goes on."""
     max_frame_bytes: int = 1024 * 1024

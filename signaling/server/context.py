@@ -28,6 +28,8 @@ class ServerContext(Protocol):
     rooms: dict[str, Room]
     errors: Counter[str]
     udp: UdpMux | None
+    draining: bool
+    """SIGTERM: joins are refused (``server_draining``), resumes still served."""
 
     @property
     def hooks(self) -> RequestHooks: ...

@@ -354,6 +354,16 @@ class _Collector(Collector):
             sum_value=totals.forward_sum,
         )
 
+        if m.server.udp is not None:
+            counter = CounterMetricFamily(
+                "podium_udp_datagrams_dropped",
+                "Datagrams on the shared media port dropped before reaching a connection",
+                labels=["reason"],
+            )
+            udp = m.server.udp.stats
+            for reason, key in UDP_DROPS.items():
+                counter.add_metric([reason], udp.get(key, 0))
+            yield counter
         counter = CounterMetricFamily(
             "podium_signaling_messages", "Signaling requests received, by type", labels=["type"]
         )
@@ -404,6 +414,14 @@ class _Collector(Collector):
         streams.add_metric(["uplink"], len(uplink_loss))
         streams.add_metric(["downlink"], len(down_loss))
         yield streams
+
+
+UDP_DROPS = {
+    "unknown": "unknown_datagrams",  # from an address no connection has claimed
+    "unauthenticated": "unauthenticated_checks",  # a check whose MESSAGE-INTEGRITY failed
+    "malformed": "malformed_datagrams",  # broke a parser
+    "queue_full": "queue_full",  # its connection is not reading (ICE or DTLS not up)
+}
 
 
 def _le(bound: float) -> str:

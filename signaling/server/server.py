@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from signaling.server import logs, tls
 from signaling.server.api import ApiError, ServerApi
 from signaling.server.config import ServerConfig
 from signaling.server.demo import demo_routes
+from signaling.server.guard import ConnectionCap, GuardedSite
 from signaling.server.metrics import ServerMetrics
 from signaling.server.runtime import LoopClock
 from signaling.server.session import Session
@@ -55,6 +57,8 @@ class PodiumServer:
         self._tls = None  # read now: a bad certificate fails here, before anything is bound
         if config.tls_cert is not None:
             self._tls = tls.server_context(config.tls_cert, config.tls_key)
+        self.connections = ConnectionCap(config.max_connections_per_address)
+        self.draining = False
         self.port = config.port
         port = config.media.udp_port
         self.udp = (
@@ -74,11 +78,18 @@ class PodiumServer:
         if self.udp is not None:
             await self.udp.start()
         await self.webhooks.start()
+        # aiohttp closes a connection that has sent no complete request this long after
+        # opening (or after its last response): idle sockets and unfinished headers.
         self._runner = web.AppRunner(
-            self.app, handle_signals=False, access_log_class=logs.QuietAccessLogger
+            self.app,
+            handle_signals=False,
+            access_log_class=logs.QuietAccessLogger,
+            keepalive_timeout=self.config.header_timeout,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self._tls)
+        site = GuardedSite(
+            self._runner, self.config.host, self.config.port, self.connections, self._tls
+        )
         await site.start()
         if self.config.port == 0:
             self.port = self._runner.addresses[0][1]
@@ -109,6 +120,30 @@ class PodiumServer:
         await self.webhooks.close()  # after the rooms: their room_finished goes out too
         if self.udp is not None:
             self.udp.close()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking joins, finish recordings, ask everyone to move; return once empty.
+
+        ``/readyz`` fails from here on (a load balancer sends new rooms elsewhere);
+        joins are refused with ``server_draining``; resumes still work.  Each client
+        gets ``draining {deadline}``: time to finish and leave (a cluster would add
+        where to go).  Returns when every room is empty or after ``timeout`` seconds;
+        ``stop()`` then disconnects whoever is left.
+        """
+        self.draining = True
+        self.metrics.ready = False
+        deadline = time.time() + timeout
+        for room in list(self.rooms.values()):
+            if room.media.recording is not None:
+                room.stop_recording("")
+            room.broadcast("draining", {"deadline": deadline})
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while any(room.participants for room in self.rooms.values()) and loop.time() < end:
+            await asyncio.sleep(0.1)
+        logger.info(
+            "drained: %d participants left", sum(len(r.participants) for r in self.rooms.values())
+        )
 
     @property
     def hooks(self) -> ServerMetrics:
@@ -151,6 +186,7 @@ class PodiumServer:
             self.room_idle,
             observer=self.observer,
             recordings_dir=self.config.recordings_dir,
+            resume_window=self.config.resume_window,
         )
 
     def _media(

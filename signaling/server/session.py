@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import WSMsgType
 
 from signaling.room.participant import Participant, person_info
+from signaling.room.resume import room_of
 from signaling.room.roles import Action
 from signaling.room.room import message_info, reaction_info
 from signaling.room.stage import Stage, StageEvent
@@ -43,6 +44,8 @@ from signaling.wire.messages import (
     RecordingStarted,
     Remove,
     RequiredTarget,
+    Resume,
+    ResumeResponse,
     SendChat,
     SendChatResponse,
     SetMediaMode,
@@ -126,6 +129,9 @@ class Session:
     async def run(self, first: str | bytes | None = None) -> None:
         """Serve the client until it goes; ``first``: a frame already read off the socket."""
         self._writer = asyncio.create_task(self._write_loop())
+        deadline = asyncio.get_running_loop().call_later(
+            self.server.config.join_timeout, self._join_deadline
+        )
         try:
             if first is not None:
                 await self._handle_frame(first)
@@ -137,7 +143,13 @@ class Session:
                 if self.close_reason is not None:
                     break
         finally:
+            deadline.cancel()
             await self._cleanup()
+
+    def _join_deadline(self) -> None:
+        """A socket that never joins holds a connection and a task for nothing."""
+        if self.participant is None:
+            self.close("join_timeout")
 
     async def _write_loop(self) -> None:
         try:
@@ -153,10 +165,14 @@ class Session:
 
     async def _cleanup(self) -> None:
         if self.room is not None and self.participant is not None:
-            room, identity = self.room, self.participant.id
-            # Only remove our own participant: a duplicate join may have replaced it.
-            if room.participants.get(identity) is self.participant:
-                await room.remove(identity, self.close_reason or "disconnected")
+            room, participant = self.room, self.participant
+            # The connection was lost (not ended by either side): hold the seat for a resume.
+            held = self.close_reason is None and room.suspend(participant.id, self)
+            # Only remove our own participant: a duplicate join may have replaced it, a
+            # resume may have moved it to another socket.
+            current = room.participants.get(participant.id)
+            if not held and current is participant and participant.outbox is self:
+                await room.remove(participant.id, self.close_reason or "disconnected")
         if self.close_reason is None:
             self.close_reason = "disconnected"
             with contextlib.suppress(asyncio.QueueFull):
@@ -208,6 +224,8 @@ def _not_joined(session: Session) -> None:
 
 async def _join(session: Session, request: Join) -> JoinResponse:
     server = session.server
+    if server.draining:
+        raise PodiumError(ErrorCode.SERVER_DRAINING, "this server is shutting down: join another")
     token = verify_token(request.token, server.config.api_keys)
     if request.room is not None and request.room != token.room:
         raise PodiumError(
@@ -220,14 +238,36 @@ async def _join(session: Session, request: Join) -> JoinResponse:
         await server.room_idle(room)  # the empty-room timer again: bans must outlive refusals
         raise
     session.room, session.participant = room, participant
+    return _welcome(session, room, participant)
+
+
+async def _resume(session: Session, request: Resume) -> ResumeResponse:
+    """Take back a seat held since this client's connection was lost (signaling.room.resume)."""
+    token = request.token
+    name = room_of(token)
+    room = session.server.rooms.get(name) if name is not None else None
+    if room is None or room.stage.ended:
+        raise PodiumError(ErrorCode.RESUME_FAILED, "the room is gone: join again")
+    participant = room.resume(room.seats.claim(token, time.time()), session)
+    session.room, session.participant = room, participant
+    room.resend_slots(participant.id)
+    return {**_welcome(session, room, participant), "media": room.media_up(participant.id)}
+
+
+def _welcome(session: Session, room: Room, participant: Participant) -> JoinResponse:
+    """What a joined (or resumed) client needs to know of the room."""
+    server = session.server
+    role = room.role(participant.id)
     page = room.attendees.page(limit=50)
     now = time.time()
     return {
         "protocol": PROTOCOL_VERSION,
         "participant": {
-            **person_info(participant.identity, token.role, now),
+            **person_info(participant.identity, role, now),
             "metadata": dict(participant.metadata),
         },
+        "resume_token": room.seats.issue(participant.id),
+        "resume_window": room.seats.window,
         "room": room.info(),
         "stage": room.stage_view(participant.id),
         "attendees": page_info(page),
@@ -236,13 +276,15 @@ async def _join(session: Session, request: Join) -> JoinResponse:
             "pinned": message_info(room.chat.pinned) if room.chat.pinned else None,
         },
         "slots": server.config.media.slots,
-        "ice_servers": [s.to_dict(token.identity, now) for s in server.config.ice_servers],
+        "ice_servers": [s.to_dict(participant.id, now) for s in server.config.ice_servers],
     }
 
 
 async def _offer(session: Session, request: Offer) -> OfferResponse:
     room, participant = session.require_joined()
-    return {"sdp": await room.connect_media(participant.id, request.sdp)}
+    answer = await room.connect_media(participant.id, request.sdp)
+    room.media_restored(participant.id)
+    return {"sdp": answer}
 
 
 async def _leave(session: Session, request: NoFields) -> Empty:
@@ -376,6 +418,7 @@ def _anyone(session: Session) -> None:
 # its data is messages.REQUESTS[type].
 HANDLERS: dict[str, tuple[Callable[[Session], None], Handler]] = {
     "join": (_not_joined, _join),
+    "resume": (_not_joined, _resume),
     "offer": (_joined, _offer),
     "leave": (_joined, _leave),
     "ping": (_anyone, _ping),

@@ -144,6 +144,15 @@ function enterRoom() {
   client.attachAudio($("audio-sink"));
   client.on("*", onEvent);
   client.on("close", ({ reason }) => leave(describeReason(reason), { fromServer: true }));
+  client.on("reconnecting", renderConnection);
+  client.on("reconnected", () => {
+    // The seat is back; what changed meanwhile arrives in the resume response.
+    applyStage(client.joinInfo.stage ?? {});
+    client.pc?.addEventListener("connectionstatechange", renderConnection);
+    render();
+    renderConnection();
+  });
+  client.on("media_lost", renderConnection);
   client.pc?.addEventListener("connectionstatechange", renderConnection);
 
   $("join-view").hidden = true;
@@ -184,6 +193,8 @@ function describeReason(reason) {
     banned: "You were removed from this room and cannot rejoin.",
     duplicate_identity: "You joined from somewhere else, so this page was disconnected.",
     media_failed: "The audio connection failed. Try joining again.",
+    resume_failed: "The connection was lost for too long. Join again.",
+    resume_timeout: "Could not reach the server again. Join again.",
     server_shutdown: "The server shut down.",
   }[reason] ?? `Disconnected (${reason}).`;
 }
@@ -467,10 +478,13 @@ function renderHeader() {
 
 function renderConnection() {
   const element = $("connection");
-  const pcState = client?.pc?.connectionState ?? "new";
+  // The SDK's own state first: it reconnects by itself, and says so.
+  const linkState = client?.state === "reconnecting" ? "reconnecting" : null;
+  const pcState = linkState ?? client?.pc?.connectionState ?? "new";
   const label = {
     new: "Connecting…", connecting: "Connecting…", connected: "Audio connected",
-    disconnected: "Reconnecting…", failed: "Audio failed", closed: "Audio closed",
+    reconnecting: "Reconnecting…", disconnected: "Audio interrupted",
+    failed: "Audio failed, renegotiating…", closed: "Audio closed",
   }[pcState] ?? pcState;
   element.hidden = !client;
   const sending = !isOnStage(state.role) || Boolean(client?.microphone);

@@ -10,6 +10,14 @@
 //   await client.raiseHand();
 //   ...
 //   await client.leave();
+//
+// The client watches its own links: a `ping` every `heartbeat` ms (browsers cannot
+// send WebSocket pings) and the peer connection's state. When either dies it
+// reconnects by itself with backoff and resumes its seat with the token the server
+// handed out at join; a dead media path is renegotiated on a new RTCPeerConnection
+// (the microphone track and the `<audio>` elements of `attachAudio` carry over).
+// The app sees `reconnecting`, `reconnected` and, when it is over for good,
+// `disconnected {reason}` events (then `close`).
 
 export const VERSION = "0.1.0";
 
@@ -17,6 +25,9 @@ export const VERSION = "0.1.0";
 export const PROTOCOL_VERSION = 1;
 
 const DEFAULT_TIMEOUT = 10_000; // ms, like the Python client's 10 s
+const HEARTBEAT = 2_000; // ms between pings; one unanswered for two of them: the link is dead
+const BACKOFF = [250, 1_000]; // ms: first and longest wait between reconnection attempts
+const ATTEMPT_TIMEOUT = 3_000; // ms for one attempt to open the WebSocket and resume
 const STAGE_ROLES = new Set(["host", "moderator", "speaker"]);
 
 /** A request the server refused: `code` is the protocol error code (docs/protocol.md). */
@@ -122,8 +133,12 @@ export function withoutMdnsCandidates(sdp) {
 
 export class PodiumClient {
   /** Use `PodiumClient.connect`. */
-  constructor(ws) {
+  constructor(ws, url = "", options = {}) {
     this.ws = ws;
+    this.url = url;
+    this.options = options;
+    /** "connected", "reconnecting" or "disconnected". */
+    this.state = "connected";
     /** The RTCPeerConnection (null for a signaling-only client). */
     this.pc = null;
     /** The join response: participant, room, stage, attendees, chat, slots, ice_servers. */
@@ -149,8 +164,45 @@ export class PodiumClient {
     // right after `await PodiumClient.connect(...)` see every event, as in the Python client.
     this._backlog = [];
     this.closed = new Promise((resolve) => (this._resolveClosed = resolve));
-    ws.addEventListener("message", (message) => this._dispatch(message.data));
-    ws.addEventListener("close", () => this._closedSocket());
+    this._closing = false;
+    this._recovering = null; // "media" or "socket" while a recovery runs
+    this._audioElements = [];
+    this._attach(ws);
+    const heartbeat = options.heartbeat ?? HEARTBEAT;
+    this._heartbeat = heartbeat > 0 ? setInterval(() => this._beat(heartbeat), heartbeat) : null;
+  }
+
+  _attach(ws) {
+    this.ws = ws;
+    this._lastHeard = performance.now();
+    this._pingSent = null;
+    ws.addEventListener("message", (message) => {
+      if (ws !== this.ws) return;
+      this._lastHeard = performance.now();
+      this._dispatch(message.data);
+    });
+    ws.addEventListener("close", () => {
+      if (ws === this.ws) this._linkLost();
+    });
+  }
+
+  /**
+   * Ping; a ping unanswered (nothing at all heard since) for two periods means the socket
+   * is dead even if TCP does not know. Measured from the ping, not from the last message:
+   * a background tab's throttled timers must not read a quiet room as a dead link.
+   */
+  _beat(period) {
+    if (this.state !== "connected" || this.ws.readyState !== WebSocket.OPEN) return;
+    const now = performance.now();
+    const outstanding = this._pingSent !== null && this._lastHeard < this._pingSent;
+    if (outstanding && now - this._pingSent > 2 * period) {
+      const dead = this.ws;
+      this._linkLost();
+      dead.close();
+    } else if (!outstanding) {
+      this._pingSent = now;
+      this.request("ping", {}, { timeout: 2 * period }).catch(() => {});
+    }
   }
 
   // -- connecting ------------------------------------------------------------
@@ -171,7 +223,7 @@ export class PodiumClient {
   static async connect(url, token, options = {}) {
     const timeout = options.timeout ?? DEFAULT_TIMEOUT;
     const ws = await openSocket(url, timeout);
-    const client = new PodiumClient(ws);
+    const client = new PodiumClient(ws, url, options);
     try {
       const join = { token };
       if (options.room != null) join.room = options.room;
@@ -230,8 +282,18 @@ export class PodiumClient {
     const offer = withoutMdnsCandidates(pc.localDescription.sdp);
     const answer = await this.request("offer", { sdp: offer }, { timeout });
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    const previous = this.slots;
     this.slots = receivers.map((receiver, index) => new Slot(index, receiver));
+    previous.forEach((slot, i) => {
+      if (this.slots[i]) this.slots[i].history = slot.history; // the same slot, a new track
+    });
+    this._audioElements.forEach((element, i) => {
+      if (this.slots[i]) element.srcObject = this.slots[i].stream;
+    });
     this._applyLayout();
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc === this.pc && pc.connectionState === "failed") this._recover("media");
+    });
   }
 
   /** Resolves when the peer connection is connected; rejects if it fails or on timeout. */
@@ -438,6 +500,7 @@ export class PodiumClient {
       this._track(message.event, data);
       if (this._backlog) this._backlog.push([message.event, data]);
       else this._emit(message.event, data);
+      if (message.event === "media_lost") this._recover("media");
     }
   }
 
@@ -477,7 +540,97 @@ export class PodiumClient {
     });
   }
 
+  // -- recovering from a dead link ----------------------------------------------
+
+  /** The WebSocket closed: resume if it died under us, finish if it was ended. */
+  _linkLost() {
+    for (const [id, pending] of this._pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new Error("connection lost"));
+      this._pending.delete(id);
+    }
+    const resumable = this._heartbeat !== null && this.joinInfo.resume_token;
+    if (this._closing || this.closedReason !== null || !resumable) this._closedSocket();
+    else this._recover("socket");
+  }
+
+  /** Start reconnecting (or only renegotiating media) unless that is under way. */
+  _recover(kind) {
+    if (this._closing || this.state === "disconnected") return;
+    if (this._recovering === "socket" || (this._recovering === "media" && kind === "media")) return;
+    this._recovering = kind;
+    const run = kind === "media" ? this._renegotiateMedia() : this._reconnect();
+    run.finally(() => {
+      if (this._recovering === kind) this._recovering = null;
+    });
+  }
+
+  async _renegotiateMedia() {
+    try {
+      await this._newPeerConnection();
+    } catch {
+      // the socket died too: its loss starts a reconnection
+    }
+  }
+
+  async _newPeerConnection() {
+    const old = this.pc;
+    const microphone = this.microphone;
+    old?.close();
+    const options = { ...this.options, publish: microphone ?? undefined };
+    const owns = this._ownsMicrophone;
+    await this._negotiate(options, ATTEMPT_TIMEOUT * 2);
+    this._ownsMicrophone = owns;
+  }
+
+  async _reconnect() {
+    this.state = "reconnecting";
+    this._emit("reconnecting", {});
+    const deadline = performance.now() + 1000 * Number(this.joinInfo.resume_window ?? 0);
+    let delay = BACKOFF[0];
+    let reason = "resume_timeout";
+    while (performance.now() < deadline && !this._closing) {
+      let resumed;
+      try {
+        this._attach(await openSocket(this.url, ATTEMPT_TIMEOUT));
+        resumed = await this.request(
+          "resume", { token: this.joinInfo.resume_token }, { timeout: ATTEMPT_TIMEOUT },
+        );
+      } catch (error) {
+        if (error instanceof PodiumError) {
+          reason = error.code; // the seat is gone
+          break;
+        }
+        if (this.ws.readyState === WebSocket.OPEN) this.ws.close();
+        const jitter = 0.8 + 0.4 * Math.random(); // clients cut together do not retry together
+        await new Promise((resolve) => setTimeout(resolve, delay * jitter));
+        delay = Math.min(delay * 2, BACKOFF[1]);
+        continue;
+      }
+      Object.assign(this.joinInfo, resumed);
+      this.state = "connected";
+      const failed = ["failed", "closed"].includes(this.pc?.connectionState);
+      if (this.pc && (resumed.media === false || failed)) {
+        try {
+          await this._newPeerConnection();
+        } catch {
+          // a later failure is reported again by the peer connection or the socket
+        }
+      }
+      this._emit("reconnected", {});
+      return;
+    }
+    if (this._closing) return;
+    this.closedReason = reason;
+    this._emit("disconnected", { reason });
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.close();
+    this._closedSocket();
+  }
+
   _closedSocket() {
+    if (this.state === "disconnected") return;
+    this.state = "disconnected";
+    clearInterval(this._heartbeat);
     this.closedReason = this.closedReason ?? "connection closed";
     for (const [id, pending] of this._pending) {
       clearTimeout(pending.timer);
@@ -507,7 +660,7 @@ export class PodiumClient {
    * it, so attach before analysing a slot's `stream`. Returns the elements.
    */
   attachAudio(parent = document.body) {
-    return this.slots.map((slot) => {
+    const elements = this.slots.map((slot) => {
       const element = document.createElement("audio");
       element.autoplay = true;
       element.hidden = true;
@@ -517,6 +670,8 @@ export class PodiumClient {
       element.play().catch(() => {}); // autoplay may wait for a user gesture
       return element;
     });
+    this._audioElements.push(...elements);
+    return elements;
   }
 
   /**
@@ -608,10 +763,13 @@ export class PodiumClient {
   }
 
   close() {
+    this._closing = true;
     this.pc?.close();
     this._releaseMicrophone();
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
       this.ws.close();
+    } else {
+      this._closedSocket();
     }
   }
 

@@ -27,6 +27,8 @@ class ErrorCode(StrEnum):
     ROOM_MISMATCH = "room_mismatch"
     ALREADY_JOINED = "already_joined"
     NOT_JOINED = "not_joined"
+    RESUME_FAILED = "resume_failed"
+    SERVER_DRAINING = "server_draining"
 
     # Who may do what.
     NOT_PERMITTED = "not_permitted"

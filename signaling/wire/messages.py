@@ -60,6 +60,11 @@ class Offer(WireRequest):
     sdp: str
 
 
+class Resume(WireRequest):
+    token: str
+    """The ``resume_token`` of the join (or last resume) whose seat is being held."""
+
+
 class NoFields(WireRequest):
     """leave, ping, get_stage, get_attendance, start_recording, stop_recording."""
 
@@ -241,12 +246,19 @@ class IceServer(Closed):
 class JoinResponse(Closed):
     protocol: int
     participant: Self
+    resume_token: str
+    resume_window: float
     room: RoomInfo
     stage: StageView
     attendees: AttendeePage
     chat: ChatState
     slots: int
     ice_servers: list[IceServer]
+
+
+class ResumeResponse(JoinResponse):
+    media: bool
+    """False: the peer connection was lost too, so the client must send a new offer."""
 
 
 class OfferResponse(Closed):
@@ -373,6 +385,22 @@ class Disconnected(Closed):
     reason: str
 
 
+class Reconnecting(Closed):
+    """reconnecting, reconnected: a participant's connection is lost (its seat held), back."""
+
+    participant: str
+
+
+class Draining(Closed):
+    deadline: float
+    """Unix time by which the server stops: finish and leave (or reconnect elsewhere)."""
+
+
+class MediaLost(Closed):
+    state: str
+    """The peer connection's state: ``failed`` or ``closed``; send a new offer."""
+
+
 class ServerMessage(Closed):
     text: str | None
     data: dict[str, Any] | None
@@ -392,6 +420,7 @@ StageEventData = (
 
 REQUESTS: dict[str, type[WireRequest]] = {
     "join": Join,
+    "resume": Resume,
     "offer": Offer,
     "leave": NoFields,
     "ping": NoFields,
@@ -422,6 +451,7 @@ REQUESTS: dict[str, type[WireRequest]] = {
 
 RESPONSES: dict[str, Any] = {
     "join": JoinResponse,
+    "resume": ResumeResponse,
     "offer": OfferResponse,
     "ping": PingResponse,
     "get_stage": StageView,
@@ -455,6 +485,10 @@ EVENTS: dict[str, Any] = {
     "reaction": ReactionData,
     "pinned": Pinned,
     "disconnected": Disconnected,
+    "reconnecting": Reconnecting,
+    "reconnected": Reconnecting,
+    "media_lost": MediaLost,
+    "draining": Draining,
     "server_message": ServerMessage,
 }
 """Every event and the type of its ``data``."""

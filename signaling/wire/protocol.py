@@ -39,6 +39,8 @@ def parse_request(
         )
     try:
         message = json.loads(raw)
+    except RecursionError as exc:  # nested deeper than the decoder's stack allows
+        raise PodiumError(ErrorCode.MALFORMED_JSON, "JSON nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise PodiumError(ErrorCode.MALFORMED_JSON, f"not valid JSON: {exc}") from exc
     if not isinstance(message, dict):

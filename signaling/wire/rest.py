@@ -425,7 +425,8 @@ WEBHOOKS: dict[str, tuple[str, Any]] = {
     "participant_joined": ("Someone joined.", ParticipantInfo),
     "participant_left": (
         "Someone left, whatever the cause (left, disconnected, removed, banned, "
-        "room_ended, media_failed, duplicate_identity, slow_client, server_shutdown, ...).",
+        "room_ended, media_failed, connection_lost, duplicate_identity, slow_client, "
+        "server_shutdown, ...).",
         ParticipantLeft,
     ),
     "participant_role_changed": (

@@ -10,14 +10,17 @@ Server-API tokens carry ``admin: {"room": NAME | "*"}`` instead, and no
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 
+from sfu.mixer import is_mix
 from signaling.room.roles import Role
 from signaling.wire.errors import ErrorCode, PodiumError
+from signaling.wire.jwt_time import TimeClaimError, check_times, pyjwt_options
 
 ALGORITHM = "HS256"
 MAX_IDENTITY_LENGTH = 128
@@ -130,26 +133,46 @@ def _verified_claims(
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": list(required), "verify_exp": False, "verify_nbf": False},
+            options=pyjwt_options(list(required)),
         )
     except jwt.PyJWTError as exc:
         raise PodiumError(ErrorCode.TOKEN_INVALID, f"access token rejected: {exc}") from exc
-    current = time.time() if now is None else now
-    if not all(isinstance(claims.get(k, 0), int | float) for k in ("exp", "nbf")):
-        raise PodiumError(ErrorCode.TOKEN_INVALID, "exp/nbf must be numbers")
-    if claims["exp"] <= current:
-        raise PodiumError(ErrorCode.TOKEN_EXPIRED, "access token expired")
-    if claims.get("nbf", 0) > current + 5:  # small allowance for clock skew
-        raise PodiumError(ErrorCode.TOKEN_INVALID, "access token not valid yet")
+    try:
+        check_times(claims, time.time() if now is None else now)
+    except TimeClaimError as exc:
+        code = ErrorCode.TOKEN_EXPIRED if exc.expired else ErrorCode.TOKEN_INVALID
+        raise PodiumError(code, str(exc)) from exc
     return claims
+
+
+# Cc: controls; Cf: format characters (bidi overrides, zero-width joiners); Cs/Co/Cn:
+# surrogates, private use, unassigned; Zl/Zp: line and paragraph separators.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def identity_problem(identity: str) -> str | None:
+    """Why ``identity`` cannot name a participant, or None.
+
+    An identity is shown to others and names its sender in every event:
+    invisible or text-reordering characters would let one person pose as another.
+    """
+    if not 0 < len(identity) <= MAX_IDENTITY_LENGTH:
+        return f"identity must be 1-{MAX_IDENTITY_LENGTH} characters"
+    if any(unicodedata.category(ch) in _UNPRINTABLE for ch in identity):
+        return "identity contains control, format or bidi characters"
+    if identity != identity.strip():
+        return "identity has leading or trailing spaces"
+    if is_mix(identity):
+        return f"identity {identity!r} is reserved by the protocol"
+    return None
 
 
 def _to_access_token(claims: Mapping[str, Any]) -> AccessToken:
     identity, room = claims.get("sub"), claims.get("room")
-    if not isinstance(identity, str) or not 0 < len(identity) <= MAX_IDENTITY_LENGTH:
-        raise PodiumError(
-            ErrorCode.TOKEN_INVALID, "token identity (sub) must be a non-empty string"
-        )
+    if not isinstance(identity, str):
+        raise PodiumError(ErrorCode.TOKEN_INVALID, "token identity (sub) must be a string")
+    if (problem := identity_problem(identity)) is not None:
+        raise PodiumError(ErrorCode.TOKEN_INVALID, problem)
     if not isinstance(room, str) or not room:
         raise PodiumError(ErrorCode.TOKEN_INVALID, "token has no room")
     try:

@@ -25,6 +25,8 @@ from typing import Any
 
 import jwt
 
+from signaling.wire.jwt_time import CLOCK_SKEW, TimeClaimError, check_times, pyjwt_options
+
 ALGORITHM = "HS256"
 SIGNATURE_TTL = 300.0
 CONTENT_TYPE = "application/webhook+json"
@@ -58,7 +60,7 @@ def verify_webhook(
     *,
     api_key: str | None = None,
     now: float | None = None,
-    leeway: float = 10.0,
+    leeway: float = CLOCK_SKEW,
 ) -> dict[str, Any]:
     """Return the event (parsed body) if the signature holds; raise ``WebhookError`` if not.
 
@@ -78,18 +80,14 @@ def verify_webhook(
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": ["exp", "iss", "sha256"], "verify_exp": False, "verify_nbf": False},
+            options=pyjwt_options(["exp", "iss", "sha256"]),
         )
     except jwt.PyJWTError as exc:
         raise WebhookError(f"bad signature token: {exc}") from exc
-    current = time.time() if now is None else now
-    exp, nbf = claims["exp"], claims.get("nbf", 0)
-    if not isinstance(exp, int | float) or not isinstance(nbf, int | float):
-        raise WebhookError("exp/nbf are not numbers")
-    if exp + leeway < current:
-        raise WebhookError("signature expired")
-    if nbf - leeway > current:
-        raise WebhookError("signature not valid yet (clock skew?)")
+    try:
+        check_times(claims, time.time() if now is None else now, leeway)
+    except TimeClaimError as exc:
+        raise WebhookError(f"signature {exc}") from exc
     if api_key is not None and claims["iss"] != api_key:
         raise WebhookError(f"signed by API key {claims['iss']!r}, not {api_key!r}")
     if not isinstance(claims["sha256"], str) or not hmac.compare_digest(

@@ -47,12 +47,14 @@ from signaling.server.tls import dev_certificate
 from signaling.server.turn import IceServer
 from tests.conftest import LOOPBACK, eventually, make_config, token
 from tests.media import ToneTrack, dominant_frequency, record, tone_level_db
+from tests.netcut import Link
 from tests.rooms import media_of
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_TONE = 1000.0  # Hz, the fake microphone's WAV
 PYTHON_TONE = 440.0  # Hz, the Python speaker's track
 SCENARIO_TIMEOUT = 30.0
+CUTS = (3.0, 10.0, 25.0)  # seconds the browser listener's path is cut, in turn
 STEP_TIMEOUT_MS = 10_000
 SETTLE = 12_000  # samples (0.25 s) dropped from recordings: jitter buffer, decoder start
 
@@ -115,6 +117,49 @@ async ({ identity }) => {
     }
   }
   return { error: "no inbound-rtp" };
+}
+"""
+
+# Media through the relay: the server's candidates in every answer point at it (Chrome's
+# own are mDNS names the SDK drops, so the server learns the relay's address from checks).
+RELAY_JS = """
+(() => {
+  const original = RTCPeerConnection.prototype.setRemoteDescription;
+  RTCPeerConnection.prototype.setRemoteDescription = function (description) {
+    if (description && description.sdp) {
+      const sdp = description.sdp.replace(
+        /(a=candidate:\\S+ \\d+ udp \\d+ )\\S+ \\d+( typ host)/g,
+        (_, head, tail) => `${head}127.0.0.1 RELAY_PORT${tail}`);
+      description = { type: description.type, sdp };
+    }
+    return original.call(this, description);
+  };
+})();
+"""
+
+# Seconds from now until `identity`'s slot has received 10 more RTP packets (null: never).
+AUDIO_BACK_JS = """
+async ({ identity, timeout }) => {
+  const client = window.podiumDemo.client;
+  const started = performance.now();
+  const received = async () => {
+    const slot = client.slotOf(identity);
+    if (!slot) return null;
+    for (const report of (await slot.receiver.getStats()).values()) {
+      if (report.type === "inbound-rtp") return [slot.receiver, report.packetsReceived];
+    }
+    return [slot.receiver, 0];
+  };
+  let base = await received();
+  while (performance.now() - started < timeout) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const now = await received();
+    if (now && base && now[0] === base[0] && now[1] - base[1] >= 10) {
+      return (performance.now() - started) / 1000;
+    }
+    if (!base || !now || now[0] !== base[0]) base = now;  // a new peer connection
+  }
+  return null;
 }
 """
 
@@ -214,18 +259,26 @@ class Env:
         base: str | None = None,
         relay: ImpairmentRelay | None = None,
         query: str = "",
+        link: Link | None = None,
     ) -> Page:
         """The demo page (of ``base``, default this server), joined (through the form and
-        /dev/token), audio connected (through ``relay`` when given)."""
+        /dev/token), audio connected (through ``relay`` when given).
+
+        With ``link``, everything the page sends goes through it (HTTP, WebSocket, media).
+        """
         context = await self.browser.new_context(
             viewport={"width": width, "height": height}, permissions=["microphone"]
         )
+        if link is not None:
+            await context.add_init_script(RELAY_JS.replace("RELAY_PORT", str(link.outer_port)))
         page = await context.new_page()
         if relay is not None:
             await page.route_web_socket(re.compile(r"/rtc$"), relay_signaling(relay))
         page.set_default_timeout(STEP_TIMEOUT_MS)
         page.on("console", lambda m: print(f"[{identity} console] {m.type}: {m.text}"))
         page.on("pageerror", lambda e: print(f"[{identity} pageerror] {e}"))
+        if link is not None:
+            base = f"http://127.0.0.1:{link.tcp_port}"
         await page.goto(f"{base or self.http}/?processing=0{query}")
         await page.get_by_label("Room", exact=True).fill(room)
         await page.get_by_label("Your name", exact=True).fill(identity)
@@ -630,6 +683,51 @@ async def loss_feedback(env: Env) -> dict[str, Any]:
     return results
 
 
+async def reconnect(env: Env) -> dict[str, Any]:
+    """The browser listener's path cut for 3, 10 and 25 s: the SDK resumes by itself."""
+    room, shots = "resume", list[str]()
+    await env.client("py-speaker", "speaker", room, publish=ToneTrack(PYTHON_TONE, 0.5))
+    host = await PodiumClient.connect(
+        env.server.url, token("py-host", "host", room=room), media=False
+    )
+    env.clients.append(host)
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def watch() -> None:
+        async for event in host.events():
+            seen.append((event.name, event.data))
+
+    watcher = asyncio.create_task(watch())
+    assert env.server.udp is not None
+    link = await Link(env.server.port, env.server.udp.port).start()
+    try:
+        page = await env.page(room, "chrome-listener", "listener", link=link)
+        await page.wait_for_function("window.podiumDemo.client.slotOf('py-speaker') !== undefined")
+        await page.evaluate(
+            "() => { window.__events = [];"
+            " window.podiumDemo.client.on('*', (data, name) => window.__events.push(name)); }"
+        )
+        cuts = []
+        for seconds in CUTS:
+            link.cut()
+            await asyncio.sleep(seconds)
+            label = await page.locator("#connection").text_content()
+            await env.shot(page, f"resume-{seconds:.0f}s-cut", shots)
+            link.restore()
+            back = await page.evaluate(AUDIO_BACK_JS, {"identity": "py-speaker", "timeout": 10000})
+            await page.wait_for_function("window.podiumDemo.client.state === 'connected'")
+            events = await page.evaluate("() => window.__events.splice(0)")
+            cuts.append({"seconds": seconds, "audio_back": back, "label": label, "events": events})
+        await env.shot(page, "resume-after", shots)
+        await page.context.close()
+    finally:
+        await link.close()
+    watcher.cancel()
+    left = [d for name, d in seen if name == "attendees" and "chrome-listener" in d["left"]]
+    told = [name for name, d in seen if d.get("participant") == "chrome-listener"]
+    return {"cuts": cuts, "host_saw_leave": bool(left), "host_saw": told, "screenshots": shots}
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "speaker_interop": speaker_interop,
     "browser_listener": browser_listener,
@@ -639,7 +737,9 @@ SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "insecure_speaker": insecure_speaker,
     "turn_listener": turn_listener,
     "loss_feedback": loss_feedback,
+    "reconnect": reconnect,
 }
+TIMEOUTS = {"reconnect": sum(CUTS) + 40.0}
 
 
 def spki_hash(cert: Path) -> str:
@@ -689,7 +789,8 @@ async def run(out: Path) -> dict[str, Any]:
                 env = Env(server, browser, out, [], tls)
                 begun = time.monotonic()
                 try:
-                    data = await asyncio.wait_for(scenario(env), SCENARIO_TIMEOUT)
+                    limit = TIMEOUTS.get(name, SCENARIO_TIMEOUT)
+                    data = await asyncio.wait_for(scenario(env), limit)
                     results["scenarios"][name] = {"ok": True, **data}
                 except BaseException as exc:  # recorded for the test to report
                     if isinstance(exc, KeyboardInterrupt):

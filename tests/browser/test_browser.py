@@ -34,8 +34,10 @@ from tests.conftest import API_KEY, API_SECRET, make_config
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
-DRIVER_TIMEOUT = 150.0
+DRIVER_TIMEOUT = 240.0  # the reconnect scenario alone waits out 38 s of cuts
 BROWSER_TONE, PYTHON_TONE = 1000.0, 440.0
+
+pytestmark = pytest.mark.browser
 
 
 def _unshare_command() -> list[str]:
@@ -302,3 +304,19 @@ async def test_demo_page_and_dev_tokens_are_served_only_in_dev_mode() -> None:
                             assert "javascript" in asset.content_type
         finally:
             await server.stop()
+
+
+def test_a_browser_listener_cut_for_3_10_and_25_s_resumes_by_itself(
+    browser_run: dict[str, Any],
+) -> None:
+    """podium.js notices the dead link, reconnects, resumes; audio is back within 2 s."""
+    result = scenario(browser_run, "reconnect")
+    assert [cut["seconds"] for cut in result["cuts"]] == [3.0, 10.0, 25.0]
+    for cut in result["cuts"]:
+        assert cut["audio_back"] is not None and cut["audio_back"] < 2.0, cut
+        assert "disconnected" not in cut["events"] and "close" not in cut["events"], cut
+        if cut["seconds"] >= 10:  # the page saw its link die and come back, and said so
+            assert {"reconnecting", "reconnected"} <= set(cut["events"]), cut
+            assert cut["label"] == "Reconnecting…", cut
+    assert not result["host_saw_leave"]
+    assert "reconnecting" in result["host_saw"] and "reconnected" in result["host_saw"]

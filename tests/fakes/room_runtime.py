@@ -124,6 +124,9 @@ class FakeMedia:
     def set_media_mode(self, mode: MediaMode) -> None:
         self.mode = mode
 
+    def layout(self, participant_id: str) -> tuple[str | None, ...]:
+        return (None, None, None) if participant_id in self.connected else ()
+
     @property
     def media_mode(self) -> MediaModeState:
         return MediaModeState(self.mode, self.mode == MediaMode.MIX)

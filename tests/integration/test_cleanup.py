@@ -19,7 +19,8 @@ from tests.media import ToneTrack
 
 @pytest.fixture
 async def quick_server() -> AsyncIterator[PodiumServer]:
-    srv = PodiumServer(make_config(keepalive_interval=0.4))
+    # A short resume window: a lost connection's seat is held 0.5 s, then released.
+    srv = PodiumServer(make_config(keepalive_interval=0.4, resume_window=0.5))
     await srv.start()
     yield srv
     await srv.stop()
@@ -47,7 +48,7 @@ async def test_clean_leave_and_abrupt_disconnect_release_everything(
     baseline = udp_sockets()
     speaker = await join(server, "speaker", "speaker", publish=ToneTrack(440))
     polite = await join(server, "polite")
-    rude = await join(server, "rude")
+    rude = await join(server, "rude", heartbeat=None)  # a crashed app: it never resumes
     await eventually(lambda: server.dump()["routing_entries"] == 2)
     assert server.dump()["peer_connections"] == 3
     assert udp_sockets() > baseline
@@ -57,7 +58,8 @@ async def test_clean_leave_and_abrupt_disconnect_release_everything(
     assert server.dump()["routing_entries"] == 1
 
     # Abrupt: the TCP connection dies without a WebSocket close; the peer connection
-    # is left open on the client side, as a crashed app would leave it.
+    # is left open on the client side, as a crashed app would leave it. Its seat is
+    # held for the resume window, then released.
     transport = rude.ws._response.connection.transport  # type: ignore[union-attr]
     assert transport is not None
     transport.abort()

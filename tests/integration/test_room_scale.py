@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 
 from signaling.client.client import Event, PodiumClient
-from signaling.room.chat import ChatConfig, Rate
+from signaling.room.chat import ChatConfig
+from signaling.room.ratelimit import Rate
 from signaling.room.settings import RoomSettings
 from signaling.server.server import PodiumServer
 from signaling.wire.errors import PodiumError

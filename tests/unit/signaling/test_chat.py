@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from signaling.room.chat import REACTIONS, Chat, ChatConfig, PinChanged, Rate, RateLimiter, Reaction
+from signaling.room.chat import REACTIONS, Chat, ChatConfig, PinChanged, Reaction
+from signaling.room.ratelimit import Rate, RateLimiter
 from signaling.room.roles import Role
 from signaling.wire.errors import ErrorCode, PodiumError
 

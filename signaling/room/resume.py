@@ -1,0 +1,112 @@
+"""Seats held through a lost connection, and the tokens that reclaim them (sans-I/O).
+
+Mobile listeners walk through dead zones: a WebSocket or a media path that
+drops for a few seconds must not cost anyone their seat (role, stage place,
+raised hand, mute, slots, place in the attendee list).  Each participant gets
+a secret resume token at join; while its connection is lost the seat is
+*held* for ``window`` seconds, and a ``resume`` request with the token within
+that time hands it back.  A hold that runs out is released as a leave.
+
+No clock and no I/O: the room passes ``now`` and schedules ``next_deadline``.
+A token is single-use: each successful claim issues the next one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from signaling.wire.errors import ErrorCode, PodiumError
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why a seat is held and until when (``media``: the peer connection died, not the socket)."""
+
+    until: float
+    media: bool
+
+
+class SeatHolds:
+    """The resume tokens of one room and the seats it holds for lost connections."""
+
+    def __init__(self, room: str, window: float) -> None:
+        self.room = room
+        self.window = window
+        self._tokens: dict[str, str] = {}  # token -> identity
+        self._token_of: dict[str, str] = {}  # identity -> its current token
+        self._holds: dict[str, Hold] = {}
+
+    def issue(self, identity: str) -> str:
+        """A fresh token for ``identity`` (its previous one stops working).
+
+        The room's name travels in the token so that the server can find the room.
+        """
+        self._forget_token(identity)
+        token = f"{secrets.token_urlsafe(24)}.{self.room}"
+        self._tokens[token] = identity
+        self._token_of[identity] = token
+        return token
+
+    def hold(self, identity: str, now: float, media: bool = False) -> Hold:
+        """Keep ``identity``'s seat for ``window`` seconds (an earlier, sooner hold stays)."""
+        current = self._holds.get(identity)
+        if current is not None and current.until <= now + self.window:
+            return current
+        hold = self._holds[identity] = Hold(now + self.window, media)
+        return hold
+
+    def held(self, identity: str) -> Hold | None:
+        return self._holds.get(identity)
+
+    def end_hold(self, identity: str) -> Hold | None:
+        return self._holds.pop(identity, None)
+
+    def claim(self, token: str, now: float) -> str:
+        """The identity ``token`` belongs to; raise ``resume_failed`` if it is not (any more)."""
+        identity = self._tokens.get(token)
+        if identity is None:
+            raise PodiumError(ErrorCode.RESUME_FAILED, "unknown resume token: join again")
+        hold = self._holds.get(identity)
+        if hold is not None and hold.until <= now:
+            raise PodiumError(ErrorCode.RESUME_FAILED, "the seat was released: join again")
+        return identity
+
+    def expired(self, now: float) -> list[str]:
+        """Identities whose hold has run out (their seats are to be released)."""
+        return [identity for identity, hold in self._holds.items() if hold.until <= now]
+
+    def next_deadline(self) -> float | None:
+        return min((hold.until for hold in self._holds.values()), default=None)
+
+    def release(self, identity: str) -> None:
+        """``identity`` left for good: its token and any hold go."""
+        self._forget_token(identity)
+        self._holds.pop(identity, None)
+
+    def _forget_token(self, identity: str) -> None:
+        token = self._token_of.pop(identity, None)
+        if token is not None:
+            self._tokens.pop(token, None)
+
+
+def room_of(token: str) -> str | None:
+    """The room a resume token names, or None if it is not shaped like one."""
+    secret, dot, room = token.partition(".")
+    return room if dot and secret and room else None
+
+
+class Detached:
+    """The outbox of a held seat: nobody is listening, so messages are dropped.
+
+    A resumed client is sent the room's state afresh instead of what it missed.
+    """
+
+    def send(self, text: str) -> None:
+        pass
+
+    def close(self, reason: str) -> None:
+        pass
+
+
+DETACHED = Detached()

@@ -1,0 +1,48 @@
+"""signaling.resume.SeatHolds: tokens, holds and their deadlines (sans-I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from signaling.room.resume import SeatHolds, room_of
+from signaling.wire.errors import PodiumError
+
+
+def test_a_token_names_its_room_and_reclaims_its_identity_once_reissued() -> None:
+    holds = SeatHolds("room.with.dots", window=30)
+    first = holds.issue("ann")
+    assert room_of(first) == "room.with.dots"
+    assert holds.claim(first, now=0) == "ann"
+    second = holds.issue("ann")  # each resume hands out the next token
+    with pytest.raises(PodiumError) as stale:
+        holds.claim(first, now=0)
+    assert stale.value.code == "resume_failed"
+    assert holds.claim(second, now=0) == "ann"
+
+
+def test_a_hold_expires_after_the_window_and_an_earlier_deadline_wins() -> None:
+    holds = SeatHolds("r", window=30)
+    token = holds.issue("ann")
+    holds.hold("ann", now=100)
+    holds.hold("ann", now=110, media=True)  # later loss: the first deadline stands
+    assert holds.next_deadline() == 130
+    assert holds.expired(now=129.9) == []
+    assert holds.claim(token, now=129.9) == "ann"
+    assert holds.expired(now=130) == ["ann"]
+    with pytest.raises(PodiumError):
+        holds.claim(token, now=130)
+
+
+def test_release_forgets_token_and_hold() -> None:
+    holds = SeatHolds("r", window=5)
+    token = holds.issue("ann")
+    holds.hold("ann", now=0)
+    holds.release("ann")
+    assert holds.next_deadline() is None
+    with pytest.raises(PodiumError):
+        holds.claim(token, now=0)
+
+
+@pytest.mark.parametrize("token", ["", "nodot", ".room", "secret."])
+def test_malformed_tokens_name_no_room(token: str) -> None:
+    assert room_of(token) is None
