@@ -167,9 +167,9 @@ class PodiumClient:
         # The uplink m-line is always offered, so a later promotion needs no SDP.
         if publish is None:
             publish = self._uplink_parked = ParkedTrack()
+            self._uplink_rtcp = asyncio.get_running_loop().create_future()
         else:
             publish = _Feed(publish)
-            self._uplink_rtcp = asyncio.get_running_loop().create_future()
         uplink = pc.addTransceiver(publish, direction="sendonly").sender
         if self._uplink_rtcp is not None:
             park_rtcp(uplink, resume=self._uplink_rtcp)  # no reports about nothing sent
