@@ -122,7 +122,6 @@ class Session:
             return
 
     async def _cleanup(self) -> None:
-        import time as _t; logger.warning("DBG cleanup %s code=%s exc=%r t=%s", self.identity, self.ws.close_code, self.ws.exception(), _t.time())
         if self.room is not None and self.participant is not None:
             room, participant = self.room, self.participant
             # The connection was lost, not ended by either side (a client that closes its
