@@ -59,6 +59,11 @@ def _fds(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
+def _kill_socket(client: Any) -> None:
+    """Drop the TCP connection under the WebSocket: no close frame, as when a network dies."""
+    client.ws._response.connection.transport.abort()
+
+
 def lag_buckets(url: str) -> dict[float, float]:
     """The server's cumulative event-loop lag histogram: upper bound -> count."""
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -136,12 +141,10 @@ class Soak:
         elif action == "abrupt":  # gone without a word: the server holds the seat, then drops it
             del self.listeners[identity]
             client.heartbeat = None  # no resume: this client is gone
-            if client.pc is not None:
-                await client.pc.close()
-            await client.ws.close()
+            _kill_socket(client)
             await client.close()
         elif action == "resume":  # the socket dies under the client; the SDK resumes
-            await client.ws.close()
+            _kill_socket(client)
         elif action == "hand":
             await client.request("raise_hand")
             await client.request("lower_hand")

@@ -80,6 +80,7 @@ class Slot:
 HEARTBEAT = 5.0  # WebSocket ping period; no pong within half of it: the link is dead
 RECONNECT_BACKOFF = (0.25, 1.0)  # first and longest wait between reconnection attempts
 CONNECT_TIMEOUT = 3.0  # one attempt to open the WebSocket and resume
+RESUMING = 4000  # close code of a socket given up for dead: not a leave (1000 is one)
 
 
 class PodiumClient:
@@ -200,9 +201,9 @@ class PodiumClient:
         # The uplink m-line is always offered, so a later promotion needs no SDP.
         if publish is None:
             publish = self._uplink_parked = ParkedTrack()
+            self._uplink_rtcp = asyncio.get_running_loop().create_future()
         else:
             publish = _Feed(publish)
-            self._uplink_rtcp = asyncio.get_running_loop().create_future()
         transceiver = pc.addTransceiver(publish, direction="sendonly")
         _offer_codecs(transceiver, red)
         if red:
@@ -369,7 +370,7 @@ class PodiumClient:
                 break
             except (aiohttp.ClientError, OSError, ConnectionError, TimeoutError):
                 with contextlib.suppress(Exception):
-                    await self.ws.close()
+                    await self.ws.close(code=RESUMING)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # no herd
                 delay = min(delay * 2, RECONNECT_BACKOFF[1])
                 continue
@@ -383,7 +384,7 @@ class PodiumClient:
             self._events.put_nowait(Event("reconnected", {}))
             return
         with contextlib.suppress(Exception):
-            await self.ws.close()
+            await self.ws.close(code=RESUMING)
         self._events.put_nowait(Event("disconnected", {"reason": reason}))
         self._finish(reason)
 

@@ -70,6 +70,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[["Session", Any], Awaitable[Mapping[str, Any]]]
 """Takes the request's data as its ``messages.REQUESTS`` model."""
 _CLOSE = object()  # outbox sentinel
+DELIBERATE_CLOSE = (1000, 1001)  # WebSocket close codes: normal closure, going away
 
 
 class WebSocket(Protocol):
@@ -78,6 +79,11 @@ class WebSocket(Protocol):
 
     @property
     def closed(self) -> bool: ...
+
+    @property
+    def close_code(self) -> int | None:
+        """How the client closed it: 1000/1001 is a leave, anything else a lost link."""
+        ...
 
     def __aiter__(self) -> AsyncIterator[Any]: ...
 
@@ -166,8 +172,10 @@ class Session:
     async def _cleanup(self) -> None:
         if self.room is not None and self.participant is not None:
             room, participant = self.room, self.participant
-            # The connection was lost (not ended by either side): hold the seat for a resume.
-            held = self.close_reason is None and room.suspend(participant.id, self)
+            # The connection was lost, not ended by either side (a client that closes its
+            # socket itself, 1000 or a browser's 1001, has left): hold the seat for a resume.
+            lost = self.close_reason is None and self.ws.close_code not in DELIBERATE_CLOSE
+            held = lost and room.suspend(participant.id, self)
             # Only remove our own participant: a duplicate join may have replaced it, a
             # resume may have moved it to another socket.
             current = room.participants.get(participant.id)

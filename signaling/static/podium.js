@@ -28,6 +28,9 @@ const DEFAULT_TIMEOUT = 10_000; // ms, like the Python client's 10 s
 const HEARTBEAT = 2_000; // ms between pings; one unanswered for two of them: the link is dead
 const BACKOFF = [250, 1_000]; // ms: first and longest wait between reconnection attempts
 const ATTEMPT_TIMEOUT = 3_000; // ms for one attempt to open the WebSocket and resume
+// Close code of a socket given up for dead: the server holds the seat (1000 and the
+// browser's 1001 on leaving the page mean the participant left).
+const RESUMING = 4000;
 const STAGE_ROLES = new Set(["host", "moderator", "speaker"]);
 
 /** A request the server refused: `code` is the protocol error code (docs/protocol.md). */
@@ -198,7 +201,7 @@ export class PodiumClient {
     if (outstanding && now - this._pingSent > 2 * period) {
       const dead = this.ws;
       this._linkLost();
-      dead.close();
+      dead.close(RESUMING);
     } else if (!outstanding) {
       this._pingSent = now;
       this.request("ping", {}, { timeout: 2 * period }).catch(() => {});
@@ -601,7 +604,7 @@ export class PodiumClient {
           reason = error.code; // the seat is gone
           break;
         }
-        if (this.ws.readyState === WebSocket.OPEN) this.ws.close();
+        if (this.ws.readyState === WebSocket.OPEN) this.ws.close(RESUMING);
         const jitter = 0.8 + 0.4 * Math.random(); // clients cut together do not retry together
         await new Promise((resolve) => setTimeout(resolve, delay * jitter));
         delay = Math.min(delay * 2, BACKOFF[1]);
@@ -623,7 +626,7 @@ export class PodiumClient {
     if (this._closing) return;
     this.closedReason = reason;
     this._emit("disconnected", { reason });
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.close();
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(RESUMING);
     this._closedSocket();
   }
 

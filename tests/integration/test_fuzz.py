@@ -46,6 +46,9 @@ from tests.conftest import LOOPBACK
 from tests.media import ToneTrack
 
 T = TypeVar("T")
+# The clients' thread (aioice, aiortc) uses the global ``random`` while Hypothesis draws
+# examples in this one, which Hypothesis mistakes for a strategy using it.
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 FIELDS = (
     "token", "room", "sdp", "participant", "ban", "reason", "text", "emoji", "message_id",
     "cursor", "limit", "role", "mode",

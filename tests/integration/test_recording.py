@@ -174,6 +174,7 @@ async def test_sigterm_mid_recording_leaves_a_valid_file(tmp_path: Path) -> None
         *("--api-key", API_KEY, "--api-secret", API_SECRET),
         *("--host", "127.0.0.1", "--port", str(port), "--announce-address", "127.0.0.1"),
         *("--recordings-dir", str(tmp_path), "--udp-port", "0"),
+        *("--drain-timeout", "1"),  # SIGTERM finishes the recording at once, then drains
     ]
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

@@ -110,7 +110,7 @@ async def room() -> AsyncIterator[Room]:
 
 @pytest.fixture
 async def short_window() -> AsyncIterator[Room]:
-    async for r in _room(resume_window=3.0):
+    async for r in _room(resume_window=3.0, keepalive_interval=1.0):
         yield r
 
 
@@ -163,9 +163,9 @@ async def test_a_listener_cut_for_25_s_hears_again_and_never_left(room: Room) ->
     await _cut_listener(room, 25.0)
 
 
-async def _cut_past_the_window(room: Room, seconds: float) -> None:
+async def _cut_past_the_window(room: Room, seconds: float, heartbeat: float = 5.0) -> None:
     host, _ = await room.join("host", "host", media=False)
-    listener, link = await room.join("lou", cut=True)
+    listener, link = await room.join("lou", cut=True, heartbeat=heartbeat)
     assert link is not None
     link.cut()
     await asyncio.sleep(seconds)
@@ -182,7 +182,8 @@ async def _cut_past_the_window(room: Room, seconds: float) -> None:
 async def test_a_cut_longer_than_the_resume_window_ends_in_disconnected(
     short_window: Room,
 ) -> None:
-    await _cut_past_the_window(short_window, 9.0)  # a 3 s window
+    # A 3 s window, noticed within 1.5 s on both sides: over well before the link returns.
+    await _cut_past_the_window(short_window, 8.0, heartbeat=1.0)
 
 
 @pytest.mark.slow
@@ -247,3 +248,17 @@ async def test_a_speaker_whose_media_path_died_is_heard_again_on_a_new_one(
 @pytest.mark.slow
 async def test_a_speaker_cut_for_10_s_is_back_on_stage_and_heard(room: Room) -> None:
     await _cut_speaker(room, 10.0)
+
+
+async def test_a_socket_the_client_closes_itself_is_a_leave_not_a_lost_link(room: Room) -> None:
+    host, _ = await room.join("host", "host", media=False)
+    listener, _ = await room.join("lou", media=False)
+
+    def announced() -> bool:  # a join and a leave inside one batch would cancel out
+        deltas = [e.data for e in host.events if e.name == "attendees"]
+        return any(p["identity"] == "lou" for d in deltas for p in d["joined"])
+
+    await eventually(announced)
+    await listener.client.close()  # a normal closure (1000): the app is done
+    await eventually(lambda: host.left("lou"), timeout=5)
+    assert "reconnecting" not in host.names()

@@ -104,7 +104,9 @@ async def test_consent_expires_when_a_client_stops_checking(
     """The server sends no consent checks; the client's own keep the pair alive."""
     monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.25)  # the clients' check pace
     media = MediaConfig(announce_addresses=LOOPBACK, ice_consent_timeout=1.5)
-    server = PodiumServer(make_config(media=media))
+    # No resume window: the expired pair releases the seat at once (tests/test_resume.py
+    # covers the seat held for a new offer).
+    server = PodiumServer(make_config(media=media, resume_window=0))
     await server.start()
     clients = []
     try:

@@ -42,6 +42,11 @@ class RemoteSocket:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def close_code(self) -> int | None:
+        """The edge relays no close code: a remote client's loss counts as a lost link."""
+        return None
+
     def __aiter__(self) -> RemoteSocket:
         return self
 
