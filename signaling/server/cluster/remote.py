@@ -44,8 +44,9 @@ class RemoteSocket:
 
     @property
     def close_code(self) -> int | None:
-        """The edge relays no close code: a remote client's loss counts as a lost link."""
-        return None
+        """A remote client's disconnect is a leave: resuming through another node is not
+        built yet (docs/cluster.md), so holding its seat would only delay its departure."""
+        return 1000
 
     def __aiter__(self) -> RemoteSocket:
         return self
