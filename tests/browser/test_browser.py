@@ -271,7 +271,8 @@ def test_chrome_speaker_is_told_what_its_listener_loses(browser_run: dict[str, A
 
 
 def test_browser_tests_stay_fast(browser_run: dict[str, Any]) -> None:
-    assert browser_run["wall_seconds"] < 90, browser_run["wall_seconds"]
+    # A guard against a runaway scenario, not a speed target: the tier runs ~10 scenarios.
+    assert browser_run["wall_seconds"] < 150, browser_run["wall_seconds"]
 
 
 # -- serving (no browser needed) --------------------------------------------------
