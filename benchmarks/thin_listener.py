@@ -31,19 +31,12 @@ from typing import Any
 
 import cffi
 
+from sfu.rtc.sendmmsg import MMSGHDR_CDEF
+
 _ffi = cffi.FFI()
 _ffi.cdef(
-    """
-    struct iovec { void *iov_base; size_t iov_len; };
-    struct msghdr {
-        void *msg_name; uint32_t msg_namelen;
-        struct iovec *msg_iov; size_t msg_iovlen;
-        void *msg_control; size_t msg_controllen;
-        int msg_flags;
-    };
-    struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
-    int recvmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags, void *timeout);
-    """
+    MMSGHDR_CDEF + "int recvmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags,"
+    " void *timeout);"
 )
 _libc: Any = _ffi.dlopen(None)
 _SOL_SOCKET = socket.SOL_SOCKET

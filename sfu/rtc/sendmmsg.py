@@ -34,9 +34,7 @@ SLOT_BYTES = 1500  # one datagram: RTP (≤ 1200 B from any sane Opus sender) + 
 _SRTP_TRAILER = 16 + 128  # pylibsrtp's SRTP_MAX_TRAILER_LEN
 _LIMIT = SLOT_BYTES - _SRTP_TRAILER
 
-_ffi = cffi.FFI()
-_ffi.cdef(
-    """
+MMSGHDR_CDEF = """
     struct iovec { void *iov_base; size_t iov_len; };
     struct msghdr {
         void *msg_name; uint32_t msg_namelen;
@@ -45,8 +43,12 @@ _ffi.cdef(
         int msg_flags;
     };
     struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
-    int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
-    """
+"""
+"""Linux's batched-datagram structures, for cffi (``recvmmsg`` users declare them too)."""
+
+_ffi = cffi.FFI()
+_ffi.cdef(
+    MMSGHDR_CDEF + "int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);"
 )
 # Written per datagram with struct.pack_into on the raw arrays: a third of the cost
 # of cffi's attribute access (msg_name + msg_namelen lead struct msghdr).
