@@ -274,6 +274,15 @@ def stun_messages(ufrag: str, pwd: str) -> st.SearchStrategy[bytes]:
     return st.randoms(use_true_random=False).map(build)
 
 
+def unauthenticated_check(ufrag: str) -> bytes:
+    """A binding request naming a live ufrag, signed with the wrong password."""
+    message = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    message.attributes["USERNAME"] = f"{ufrag}:fuzz"
+    message.add_message_integrity(b"wrong")
+    message.add_fingerprint()
+    return bytes(message)
+
+
 def first_byte(low: int, high: int) -> st.SearchStrategy[bytes]:
     return st.tuples(st.integers(low, high), st.binary(max_size=300)).map(
         lambda t: bytes([t[0]]) + t[1]
@@ -334,6 +343,8 @@ def _fuzz_media(live: LiveRoom, examples: int) -> None:
         live.call(live.send_datagrams(batch, routed))
 
     one_batch()
+    # A stranger's check with a wrong password, whatever Hypothesis happened to draw.
+    live.call(live.send_datagrams([unauthenticated_check(ufrag)], routed=False))
     assert live.longest_silence(started) < 1.0
     assert not live.problems_logged(), live.problems_logged()
     assert live.listener.pc is not None and live.listener.pc.connectionState == "connected"
