@@ -73,13 +73,14 @@ async def test_ten_seconds_with_speakers_leaving_and_joining(
     await connect("c", "speaker", publish=ToneTrack(C, 0.3))
     await asyncio.sleep(10.0 - (time.monotonic() - t0))
     finished = await host.request("stop_recording")
+    elapsed = time.monotonic() - t0  # 10 s, or a little more on a busy machine
     event = await listener.next_event("recording_finished")
     assert event.data == finished
     assert finished["recording"] == started["recording"]
 
     duration, samples = read_ogg(tmp_path / finished["recording"])
-    assert abs(duration - 10.0) <= 0.1  # within 1 %
-    assert abs(len(samples) / RATE - 10.0) <= 0.1
+    assert abs(duration - elapsed) <= 0.1  # the file keeps wall-clock time, within 1 %
+    assert abs(len(samples) / RATE - elapsed) <= 0.1
     assert abs(finished["duration"] - duration) <= 0.05
     everyone = span(samples, 0.5, 3.5)
     assert tone_level_db(everyone, A) > -30 and tone_level_db(everyone, B) > -30
