@@ -151,6 +151,10 @@ class MediaRoom:
             ]
         return negotiated.answer_sdp
 
+    def reattach(self, participant_id: str) -> bool:
+        """One process: the peer connection is where it was, whatever the socket did."""
+        return False
+
     def set_publish_allowed(self, participant_id: str, allowed: bool) -> None:
         self.room.set_publish_allowed(participant_id, allowed, time.monotonic())
         self._deliver()

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import itertools
 from bisect import bisect_left, bisect_right, insort
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from signaling.room.roles import Role
 from signaling.wire.errors import ErrorCode, PodiumError
@@ -124,6 +126,32 @@ class AttendeeList:
             return
         self._current[participant] = replace(attendee, identity=identity)
         self._touch(participant, now, immediate=attendee.role.on_stage)
+
+    def state(self) -> dict[str, Any]:
+        """The current list (published or not) with each attendee's place, as JSON-able data."""
+        return {
+            "version": self._version,
+            "next_seq": max(self._seq.values(), default=-1) + 1,
+            "attendees": [
+                [self._seq[pid], pid, asdict(a.identity), str(a.role), a.joined_at]
+                for pid, a in self._current.items()
+            ],
+        }
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Become the list ``state`` describes, all of it published (into an empty list).
+
+        Places (join order) are kept, so a page read before a takeover and one read after
+        list the same people in the same order; the version moves on by one, so a client's
+        next delta is never mistaken for one it has seen.
+        """
+        for seq, pid, identity, role, joined_at in sorted(state["attendees"]):
+            attendee = Attendee(pid, Identity(**identity), Role(role), float(joined_at))
+            self._current[pid] = attendee
+            self._seq[pid] = seq
+            self._publish(seq, attendee)
+        self._counter = itertools.count(int(state["next_seq"]))
+        self._version = int(state["version"]) + 1
 
     def get_timer(self) -> float | None:
         """When ``poll`` next has something to publish; re-read after every change."""

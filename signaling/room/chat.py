@@ -9,9 +9,10 @@ a rate-limit token.
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from signaling.room.ratelimit import Rate, RateLimiter
 from signaling.room.roles import Action, Role, require
@@ -60,7 +61,7 @@ class Chat:
     def __init__(self, config: ChatConfig | None = None) -> None:
         self.config = config or ChatConfig()
         self._history: deque[ChatMessage] = deque(maxlen=self.config.history_size)
-        self._ids = itertools.count(1)
+        self._next_id = 1
         self._pinned: ChatMessage | None = None
         self._message_limits = RateLimiter(self.config.message_rate)
         self._reaction_limits = RateLimiter(self.config.reaction_rate)
@@ -84,7 +85,8 @@ class Chat:
                 f"message is {len(text)} characters; the limit is {self.config.max_length}",
             )
         self._message_limits.take(sender, now)
-        message = ChatMessage(next(self._ids), sender, text, now)
+        message = ChatMessage(self._next_id, sender, text, now)
+        self._next_id += 1
         self._history.append(message)
         return message
 
@@ -111,6 +113,22 @@ class Chat:
             raise PodiumError(ErrorCode.NOTHING_PINNED, "no message is pinned")
         self._pinned = None
         return PinChanged(None, actor)
+
+    def state(self) -> dict[str, Any]:
+        """History and pin as JSON-able data (rate limits are not kept: they refill anyway)."""
+        return {
+            "next_id": self._next_id,
+            "history": [[m.id, m.sender, m.text, m.at] for m in self._history],
+            "pinned": self._pinned.id if self._pinned is not None else None,
+        }
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        self._history.clear()
+        for message_id, sender, text, at in state["history"]:
+            self._history.append(ChatMessage(int(message_id), sender, text, float(at)))
+        self._next_id = int(state["next_id"])
+        pinned = state["pinned"]
+        self._pinned = self._find(int(pinned)) if pinned is not None else None
 
     def forget(self, participant: str) -> None:
         """Drop a departed participant's rate-limit state."""

@@ -48,6 +48,15 @@ class SeatHolds:
         self._token_of[identity] = token
         return token
 
+    def state(self) -> dict[str, str]:
+        """Each identity's current token: a room taken over elsewhere still honours them."""
+        return dict(self._token_of)
+
+    def restore_state(self, tokens: dict[str, str]) -> None:
+        for identity, token in tokens.items():
+            self._tokens[token] = identity
+            self._token_of[identity] = token
+
     def hold(self, identity: str, now: float, media: bool = False) -> Hold:
         """Keep ``identity``'s seat for ``window`` seconds (an earlier, sooner hold stays)."""
         current = self._holds.get(identity)

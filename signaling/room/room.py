@@ -151,6 +151,8 @@ class Room:
         self._reconnecting: set[str] = set()  # announced to the others as reconnecting
         self._media_lost: set[str] = set()  # peer connection died; a new offer is due
         self.observer = observer
+        self.revision = 0
+        """Bumped by every change to what ``state`` returns (a cluster copies it when it moves)."""
         observer.room_started(self)
 
     def info(self) -> RoomInfo:
@@ -194,6 +196,7 @@ class Room:
         participant = self.participants.pop(identity, None)
         if participant is None:
             return
+        self.revision += 1
         self.seats.release(identity)
         self._reconnecting.discard(identity)
         self._media_lost.discard(identity)
@@ -239,6 +242,8 @@ class Room:
         participant = self.participants[identity]
         previous, participant.outbox = participant.outbox, outbox
         previous.close("resumed")
+        if self.media.reattach(identity):
+            self._media_lost.add(identity)
         self.seats.end_hold(identity)
         if identity in self._media_lost:  # the socket is back; the media must follow
             self.seats.hold(identity, self.clock.time(), media=True)
@@ -247,6 +252,11 @@ class Room:
             self._reconnecting.discard(identity)
             self.broadcast("reconnected", {"participant": identity}, exclude=identity)
         return participant
+
+    def resume_token(self, identity: str) -> str:
+        """A fresh resume token for ``identity`` (the one it had stops working)."""
+        self.revision += 1
+        return self.seats.issue(identity)
 
     def media_up(self, identity: str) -> bool:
         """Whether ``identity`` has no lost peer connection waiting to be replaced."""
@@ -287,6 +297,7 @@ class Room:
     # -- events → media and messages --------------------------------------
     def apply(self, event: StageEvent, now: float) -> None:
         """Carry out what the stage decided."""
+        self.revision += 1
         match event:
             case Joined(participant=pid, identity=identity, role=role):
                 self.attendees.join(pid, identity, role, now)
@@ -338,6 +349,28 @@ class Room:
     def _close_later(self, identity: str, reason: str) -> None:
         """Remove after the current request's reply has been queued."""
         self.clock.spawn(lambda: self.remove(identity, reason))
+
+    # -- chat ----------------------------------------------------------------
+    def send_chat(self, identity: str, text: str, now: float) -> Message:
+        message = message_info(self.chat.send(identity, self.role(identity), text, now))
+        self.revision += 1
+        self.broadcast("chat", message)
+        return message
+
+    def react(self, identity: str, emoji: str, now: float, message_id: int | None) -> None:
+        reaction = self.chat.react(identity, self.role(identity), emoji, now, message_id)
+        self.broadcast("reaction", reaction_info(reaction))
+
+    def pin(self, identity: str, message_id: int | None, now: float) -> None:
+        """Pin ``message_id``, or clear the pin if None."""
+        role = self.role(identity)
+        if message_id is None:
+            change = self.chat.unpin(identity, role, now)
+        else:
+            change = self.chat.pin(identity, role, message_id, now)
+        self.revision += 1
+        pinned = message_info(change.message) if change.message else None
+        self.broadcast("pinned", {"message": pinned, "by": change.by})
 
     # -- attendee deltas -------------------------------------------------
     def _schedule_attendees(self) -> None:
@@ -407,6 +440,7 @@ class Room:
     # -- media mode and recording ------------------------------------------
     def set_media_mode(self, mode: MediaMode) -> MediaModeInfo:
         self.media.set_media_mode(mode)  # everyone gets media_mode if anything changed
+        self.revision += 1
         return self.media_mode_info()
 
     def media_mode_info(self) -> MediaModeInfo:
@@ -468,6 +502,47 @@ class Room:
             await self.remove(identity, reason)
         self.observer.room_finished(self, reason)
         await self.media.close()
+
+    # -- moving between nodes (cluster) ----------------------------------------
+    def state(self) -> dict[str, Any]:
+        """What must outlive this process for the room to go on elsewhere, as JSON-able data:
+        stage (roles, hands, bans, attendance), attendee places, chat and pin, resume tokens."""
+        return {
+            "created_at": self.created_at,
+            "settings": self.settings.state(),
+            "media_mode": str(self.media.media_mode.mode),
+            "metadata": {pid: dict(p.metadata) for pid, p in self.participants.items()},
+            "stage": self.stage.state(),
+            "attendees": self.attendees.state(),
+            "chat": self.chat.state(),
+            "seats": self.seats.state(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Go on from ``state`` (a fresh room; its previous home died or moved it away).
+
+        Everyone in it holds their seat for the resume window, exactly as after a lost
+        connection: their clients resume with the tokens they have, and negotiate media
+        here afresh; whoever does not come back is released as a leave.
+        """
+        now = self.clock.time()
+        self.created_at = float(state["created_at"])
+        self.stage.restore_state(state["stage"])
+        self.attendees.restore_state(state["attendees"])
+        self.chat.restore_state(state["chat"])
+        self.seats.restore_state(state["seats"])
+        self.media.set_media_mode(MediaMode(state["media_mode"]))
+        metadata = state["metadata"]
+        for member in self.stage.members():
+            pid = member.id
+            self.participants[pid] = Participant(member.identity, metadata.get(pid, {}), DETACHED)
+            self.media.join(pid, may_publish=member.on_stage)
+            self.media.set_muted(pid, member.muted)
+            self.seats.hold(pid, now)
+            self._media_lost.add(pid)
+            self._reconnecting.add(pid)
+        self._schedule_holds()
+        self.revision += 1
 
     # -- views -------------------------------------------------------------
     def stage_view(self, viewer: str) -> StageView:

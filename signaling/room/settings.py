@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from signaling.room.attendees import AttendeeConfig
@@ -24,3 +24,28 @@ class RoomSettings:
     """How audio reaches listeners: ``forward`` (SFU), ``mix`` or ``auto`` (sfu.mixer.MediaMode)."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
     """The platform's own data about a room made through the server API."""
+
+    def state(self) -> dict[str, Any]:
+        """What the server API may set, as JSON-able data (the rest is the server's)."""
+        return {
+            "max_participants": self.stage.max_participants,
+            "max_on_stage": self.stage.max_on_stage,
+            "empty_timeout": self.empty_timeout,
+            "media_mode": self.media_mode,
+            "metadata": dict(self.metadata),
+        }
+
+    def restored(self, state: Mapping[str, Any]) -> RoomSettings:
+        """These (a server's defaults) with what ``state`` says a room set."""
+        stage = replace(
+            self.stage,
+            max_participants=int(state["max_participants"]),
+            max_on_stage=int(state["max_on_stage"]),
+        )
+        return replace(
+            self,
+            stage=stage,
+            empty_timeout=float(state["empty_timeout"]),
+            media_mode=str(state["media_mode"]),
+            metadata=dict(state["metadata"]),
+        )

@@ -16,8 +16,9 @@ participant themself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from signaling.room.attendees import Identity
 from signaling.room.ratelimit import Rate, RateLimiter
@@ -253,6 +254,28 @@ class Stage:
             hands=tuple(self._hands.items()),
             banned=tuple(sorted(self._banned)),
         )
+
+    def state(self) -> dict[str, Any]:
+        """Everything the stage decided, as JSON-able data (``restore_state`` reads it back)."""
+        return {
+            "ended": self._ended,
+            "members": [_member_state(m) for m in self._members.values()],
+            "hands": [[pid, at] for pid, at in self._hands.items()],
+            "banned": sorted(self._banned),
+            "attendance": [_record_state(r) for r in self._attendance.values()],
+        }
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Become the stage ``state`` describes (a room taken over from another node)."""
+        self._ended = bool(state["ended"])
+        self._members = {m["id"]: _member_from(m) for m in state["members"]}
+        self._by_user = {m.identity.user_id: pid for pid, m in self._members.items()}
+        self._hands = {pid: float(at) for pid, at in state["hands"] if pid in self._members}
+        self._banned = set(state["banned"])
+        self._attendance = {}
+        for entry in state["attendance"]:
+            record = _record_from(entry)
+            self._attendance[record.identity.user_id] = record
 
     def authorize(self, actor_id: str, action: Action, target_id: str | None = None) -> None:
         """Raise unless the actor may take ``action`` (on ``target_id``, if given) now."""
@@ -515,6 +538,56 @@ class Stage:
         self._attendance[member.identity.user_id] = replace(
             record, visits=(*earlier, change(current))
         )
+
+
+def _member_state(member: Member) -> dict[str, Any]:
+    return {
+        "id": member.id,
+        "identity": asdict(member.identity),
+        "role": str(member.role),
+        "joined_at": member.joined_at,
+        "invited_by": member.invited_by,
+        "muted_by": member.muted_by,
+    }
+
+
+def _member_from(state: Mapping[str, Any]) -> Member:
+    return Member(
+        state["id"],
+        Identity(**state["identity"]),
+        Role(state["role"]),
+        float(state["joined_at"]),
+        state["invited_by"],
+        state["muted_by"],
+    )
+
+
+def _record_state(record: AttendanceRecord) -> dict[str, Any]:
+    return {
+        "identity": asdict(record.identity),
+        "visits": [
+            {
+                "participant": v.participant,
+                "joined_at": v.joined_at,
+                "left_at": v.left_at,
+                "roles": [[str(role), since] for role, since in v.roles],
+            }
+            for v in record.visits
+        ],
+    }
+
+
+def _record_from(state: Mapping[str, Any]) -> AttendanceRecord:
+    visits = tuple(
+        Visit(
+            v["participant"],
+            float(v["joined_at"]),
+            v["left_at"],
+            tuple((Role(role), float(since)) for role, since in v["roles"]),
+        )
+        for v in state["visits"]
+    )
+    return AttendanceRecord(Identity(**state["identity"]), visits)
 
 
 def _require_on_stage(target: Member) -> None:

@@ -19,7 +19,7 @@ from aiohttp import WSMsgType
 from signaling.room.participant import Participant, person_info
 from signaling.room.resume import room_of
 from signaling.room.roles import Action
-from signaling.room.room import message_info, reaction_info
+from signaling.room.room import message_info
 from signaling.room.stage import Stage, StageEvent
 from signaling.server.context import ServerContext
 from signaling.server.views import attendance_info, page_info
@@ -274,7 +274,7 @@ def _welcome(session: Session, room: Room, participant: Participant) -> JoinResp
             **person_info(participant.identity, role, now),
             "metadata": dict(participant.metadata),
         },
-        "resume_token": room.seats.issue(participant.id),
+        "resume_token": room.resume_token(participant.id),
         "resume_window": room.seats.window,
         "room": room.info(),
         "stage": room.stage_view(participant.id),
@@ -369,29 +369,18 @@ async def _get_attendance(session: Session, request: NoFields) -> AttendanceResp
 # -- chat -------------------------------------------------------------------
 async def _send_chat(session: Session, request: SendChat) -> SendChatResponse:
     room, participant = session.require_joined()
-    message = room.chat.send(participant.id, room.role(participant.id), request.text, time.time())
-    room.broadcast("chat", message_info(message))
-    return {"message": message_info(message)}
+    return {"message": room.send_chat(participant.id, request.text, time.time())}
 
 
 async def _react(session: Session, request: React) -> Empty:
     room, participant = session.require_joined()
-    reaction = room.chat.react(
-        participant.id, room.role(participant.id), request.emoji, time.time(), request.message_id
-    )
-    room.broadcast("reaction", reaction_info(reaction))
+    room.react(participant.id, request.emoji, time.time(), request.message_id)
     return {}
 
 
 async def _pin_message(session: Session, request: PinMessage) -> Empty:
     room, participant = session.require_joined()
-    role, now = room.role(participant.id), time.time()
-    if request.message_id is None:
-        change = room.chat.unpin(participant.id, role, now)
-    else:
-        change = room.chat.pin(participant.id, role, request.message_id, now)
-    pinned = message_info(change.message) if change.message else None
-    room.broadcast("pinned", {"message": pinned, "by": change.by})
+    room.pin(participant.id, request.message_id, time.time())
     return {}
 
 

@@ -115,6 +115,10 @@ class FakeMedia:
         self.connected.discard(participant_id)
         self.calls.append(("leave", participant_id))
 
+    def reattach(self, participant_id: str) -> bool:
+        self.calls.append(("reattach", participant_id))
+        return False
+
     def set_publish_allowed(self, participant_id: str, allowed: bool) -> None:
         self.joined[participant_id] = allowed
 
