@@ -82,6 +82,7 @@ class MediaRoom:
         self._on_peer_lost = on_peer_lost
         self._udp = udp
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing: set[asyncio.Future[None]] = set()  # peers dropped by _drop_peer
         self.mixing = MixingEngine(self.room, config, self._fanout, on_event)
         # A talk spurt's first packets, until the slot policy routes its speaker (sfu.preroll).
         self._preroll: Preroll[Held] = Preroll(2 * config.tick_interval, PREROLL_PACKETS)
@@ -353,6 +354,15 @@ class MediaRoom:
         elif state in ("failed", "closed"):
             await self._close_peer(participant_id)
             await self._on_peer_lost(participant_id, state)
+
+    def _drop_peer(self, participant_id: str) -> None:
+        """Forget a peer connection at once (no loss is reported for it); close it meanwhile."""
+        peer = self.peers.pop(participant_id, None)
+        if peer is not None:
+            self.room.clear_sinks(participant_id)
+            closing = asyncio.ensure_future(peer.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     async def _close_peer(self, participant_id: str) -> None:
         peer = self.peers.pop(participant_id, None)

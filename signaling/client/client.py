@@ -49,7 +49,7 @@ from sfu.red import RED_MIME
 from sfu.rtc.setup import announce_addresses, opus_and_red, tune_client_process
 from sfu.rtc.tracks import ParkedTrack, park_rtcp, send_red, tap_receiver
 from sfu.rtp import AUDIO_LEVEL_URI
-from signaling.wire.errors import PodiumError
+from signaling.wire.errors import ErrorCode, PodiumError
 from signaling.wire.messages import PROTOCOL_VERSION
 
 PacketHandler = Callable[[int, RtpPacket], None]
@@ -81,6 +81,7 @@ HEARTBEAT = 5.0  # WebSocket ping period; no pong within half of it: the link is
 RECONNECT_BACKOFF = (0.25, 1.0)  # first and longest wait between reconnection attempts
 CONNECT_TIMEOUT = 3.0  # one attempt to open the WebSocket and resume
 RESUMING = 4000  # close code of a socket given up for dead: not a leave (1000 is one)
+MAX_REDIRECTS = 4  # cluster nodes a join may be sent through before giving up
 
 
 class PodiumClient:
@@ -158,18 +159,31 @@ class PodiumClient:
             opus_and_red()
         if host_addresses is not None:
             announce_addresses(host_addresses)
-        http = aiohttp.ClientSession()
+        join: dict[str, Any] = {"token": token}
+        if room is not None:
+            join["room"] = room
+        for _ in range(MAX_REDIRECTS):
+            http = aiohttp.ClientSession()
+            try:
+                ws = await http.ws_connect(url, heartbeat=heartbeat, max_msg_size=0, ssl=ssl)
+            except BaseException:
+                await http.close()
+                raise
+            client = cls(http, ws, url, heartbeat, ssl)
+            try:
+                client.join_info = await client.request("join", timeout=timeout, **join)
+                break
+            except PodiumError as refused:
+                await client.close()
+                if refused.code != ErrorCode.REDIRECT or refused.url is None:
+                    raise
+                url = refused.url  # a cluster node that is full names one that is not
+            except BaseException:
+                await client.close()
+                raise
+        else:
+            raise ConnectionError(f"redirected more than {MAX_REDIRECTS} times")
         try:
-            ws = await http.ws_connect(url, heartbeat=heartbeat, max_msg_size=0, ssl=ssl)
-        except BaseException:
-            await http.close()
-            raise
-        client = cls(http, ws, url, heartbeat, ssl)
-        try:
-            join: dict[str, Any] = {"token": token}
-            if room is not None:
-                join["room"] = room
-            client.join_info = await client.request("join", timeout=timeout, **join)
             protocol = client.join_info.get("protocol")
             if protocol != PROTOCOL_VERSION:
                 raise IncompatibleServer(
@@ -347,18 +361,31 @@ class PodiumClient:
         on_packet, audio_level, red = self._media
         await self._negotiate(publish, on_packet, audio_level, red, CONNECT_TIMEOUT * 2)
 
+    def _move(self, url: str) -> None:
+        """The node is draining and names another: resume there now (the seat is kept)."""
+        self.url = url
+        if self.state == "connected":
+            asyncio.get_running_loop().create_task(self.ws.close(code=RESUMING))
+
     async def _reconnect(self) -> None:
-        """Reopen the WebSocket with backoff and resume the seat within the server's window."""
+        """Reopen the WebSocket with backoff and resume the seat within the server's window.
+
+        In a cluster the join response names the other nodes: when this one does not
+        answer, the next is tried (any node serves any room, ``docs/cluster.md``).
+        """
         self.state = "reconnecting"
         self._events.put_nowait(Event("reconnecting", {}))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(self.join_info.get("resume_window", 0))
         delay, reason = RECONNECT_BACKOFF[0], "resume_timeout"
+        urls = [self.url, *(u for u in self.join_info.get("reconnect_urls", []) if u != self.url)]
+        attempt = 0
         while loop.time() < deadline and not self._closing:
+            url = urls[attempt % len(urls)]
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     ws = await self._http.ws_connect(
-                        self.url, heartbeat=self.heartbeat, max_msg_size=0, ssl=self._ssl
+                        url, heartbeat=self.heartbeat, max_msg_size=0, ssl=self._ssl
                     )
                 self.ws = ws
                 self._reader = asyncio.create_task(self._read_loop(ws))
@@ -371,9 +398,12 @@ class PodiumClient:
             except (aiohttp.ClientError, OSError, ConnectionError, TimeoutError):
                 with contextlib.suppress(Exception):
                     await self.ws.close(code=RESUMING)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # no herd
-                delay = min(delay * 2, RECONNECT_BACKOFF[1])
+                attempt += 1
+                if attempt % len(urls) == 0:  # every node tried: wait before the next round
+                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # no herd
+                    delay = min(delay * 2, RECONNECT_BACKOFF[1])
                 continue
+            self.url = url
             self.join_info.update(resumed)
             self.state = "connected"
             if self.pc is not None and (
@@ -400,7 +430,8 @@ class PodiumClient:
                     future.set_result(message.get("data", {}))
                 else:
                     error = message["error"]
-                    future.set_exception(PodiumError(error["code"], error["message"]))
+                    refused = PodiumError(error["code"], error["message"], error.get("url"))
+                    future.set_exception(refused)
         elif kind == "event":
             event = Event(message["event"], message.get("data", {}))
             if event.name == "slots":
@@ -410,6 +441,8 @@ class PodiumClient:
                 self.closed_reason = event.data.get("reason")
             elif event.name == "media_lost":
                 self._recover(media_only=True)
+            elif event.name == "draining" and event.data.get("url"):
+                self._move(str(event.data["url"]))
             self._events.put_nowait(event)
 
     def _apply_layout(self) -> None:

@@ -7,7 +7,8 @@ them without a cycle.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from sfu.rtc.udp_mux import UdpMux
 from signaling.room.room import Room
@@ -39,6 +40,14 @@ class ServerContext(Protocol):
         ...
 
     async def create_room(self, name: str, settings: RoomSettings) -> Room: ...
+
+    def adopt_room(self, name: str, state: Mapping[str, Any]) -> Room:
+        """Go on with a room from the state another node left (a cluster takeover)."""
+        ...
+
+    def reconnect_urls(self) -> list[str]:
+        """The nodes a client may resume through (a cluster's; empty for one process)."""
+        ...
 
     async def room_idle(self, room: Room) -> None: ...
 

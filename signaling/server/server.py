@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -176,6 +177,14 @@ class PodiumServer:
         room = self.rooms[name] = self._new_room(name, settings)
         await self.room_idle(room)
         return room
+
+    def adopt_room(self, name: str, state: Mapping[str, Any]) -> Room:
+        room = self.rooms[name] = self._new_room(name, self.config.room.restored(state["settings"]))
+        room.restore(state)
+        return room
+
+    def reconnect_urls(self) -> list[str]:
+        return self.cluster.node_urls() if self.cluster is not None else []
 
     def _new_room(self, name: str, settings: RoomSettings) -> Room:
         return Room(

@@ -285,6 +285,7 @@ def _welcome(session: Session, room: Room, participant: Participant) -> JoinResp
         },
         "slots": server.config.media.slots,
         "ice_servers": [s.to_dict(participant.id, now) for s in server.config.ice_servers],
+        "reconnect_urls": server.reconnect_urls(),
     }
 
 

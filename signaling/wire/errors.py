@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     NOT_JOINED = "not_joined"
     RESUME_FAILED = "resume_failed"
     SERVER_DRAINING = "server_draining"
+    REDIRECT = "redirect"
 
     # Who may do what.
     NOT_PERMITTED = "not_permitted"
@@ -84,14 +85,21 @@ class PodiumError(Exception):
     request_id: int | str | None = None
     """Set by the protocol layer so the error reply names the request it answers."""
 
-    def __init__(self, code: ErrorCode | str, message: str) -> None:
+    url: str | None = None
+    """``redirect`` only: the node to join instead."""
+
+    def __init__(self, code: ErrorCode | str, message: str, url: str | None = None) -> None:
         # Keep both in args so the exception pickles and reprs faithfully.
         super().__init__(str(code), message)
         self.code = str(code)
         self.message = message
+        self.url = url
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
 
     def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+        found = {"code": self.code, "message": self.message}
+        if self.url is not None:
+            found["url"] = self.url
+        return found

@@ -254,6 +254,8 @@ class JoinResponse(Closed):
     chat: ChatState
     slots: int
     ice_servers: list[IceServer]
+    reconnect_urls: list[str]
+    """The cluster's live nodes: where to resume if one stops answering (else empty)."""
 
 
 class ResumeResponse(JoinResponse):

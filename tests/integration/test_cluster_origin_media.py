@@ -15,7 +15,7 @@ async def _noop(identity: str, state: str) -> None:
 
 async def test_commands_go_to_the_participants_edge_and_drops_to_the_others() -> None:
     sent: list[tuple[str, str, str, bool]] = []
-    placement = {"bob": "B", "carol": "C", "cleo": "C"}
+    placement = {"bob": ("B", "b1"), "carol": ("C", "c1"), "cleo": ("C", "c2")}
 
     def command(node: str, message: dict[str, Any]) -> None:
         assert message["room"] == "r" and message["origin"] == "A"

@@ -22,6 +22,14 @@ class ClusterConfig:
     """A node whose heartbeat stops is forgotten after this long."""
     origin_ttl: float = 10.0
     """A room's origin claim lapses this long after its node stops refreshing it."""
+    state_ttl: float = 300.0
+    """A room's state in Redis outlives its origin's last heartbeat by this long."""
+    state_interval: float = 0.1
+    """How often an origin copies its changed rooms' state to Redis."""
+    max_participants: int = 0
+    """Joins beyond this many clients on this node are redirected (0: no limit)."""
+    max_cpu: float = 0.0
+    """Joins while this node's CPU share (of one core) is above this are redirected (0: off)."""
 
     def __post_init__(self) -> None:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

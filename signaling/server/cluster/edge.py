@@ -43,22 +43,24 @@ class EdgeSession:
         send: Send,
         media: MediaLookup,
         room: str,
-        identity: str,
+        identity: str | None,
         max_message_bytes: int,
     ) -> None:
         self.ws = ws
         self.conn = secrets.token_hex(8)
         self.room = room
         self.identity = identity
+        """None until the origin names it (a resume: the token alone says the room)."""
         self._send = send  # to the origin
         self._media = media
         self._max_message_bytes = max_message_bytes
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._close_code = 1000
         self.closed_by_origin = False
 
     async def run(self, first: str | bytes, node_id: str) -> None:
         writer = asyncio.create_task(self._write_loop())
-        opened = {"room": self.room, "identity": self.identity, "from": node_id}
+        opened = {"room": self.room, "from": node_id}
         self._send({"t": "open", "conn": self.conn, **opened})
         try:
             await self._handle(first)
@@ -71,7 +73,7 @@ class EdgeSession:
                     break
         finally:
             if not self.closed_by_origin:
-                self._send({"t": "gone", "conn": self.conn})
+                self._send({"t": "gone", "conn": self.conn, "code": self.ws.close_code})
             self._outbox.put_nowait(None)
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(writer, 1.0)
@@ -91,11 +93,18 @@ class EdgeSession:
             self.deliver(encode_event("disconnected", {"reason": reason}))
         self._outbox.put_nowait(None)
 
+    def reconnect(self) -> None:
+        """The room moved (its origin died or drained): close the socket without a goodbye,
+        with 1012 (service restart), so that the client resumes, wherever the room is now."""
+        self.closed_by_origin = True  # the old origin is told nothing
+        self._outbox.put_nowait(None)
+        self._close_code = 1012
+
     async def _write_loop(self) -> None:
         try:
             while (text := await self._outbox.get()) is not None:
                 await self.ws.send_str(text)
-            await self.ws.close()
+            await self.ws.close(code=self._close_code)
         except (ConnectionError, RuntimeError):  # the client is gone mid-write
             return
 

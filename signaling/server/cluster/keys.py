@@ -17,6 +17,12 @@ def inbox(node_id: str) -> str:
     return f"{PREFIX}:node:{node_id}:inbox"
 
 
+def state(room: str) -> str:
+    """STRING (JSON) of ``room``'s durable state (``Room.state``), written by its origin after
+    every change; TTL refreshed by the origin's heartbeat, deleted when the room closes."""
+    return f"{PREFIX}:room:{room}:state"
+
+
 def origin(room: str) -> str:
     """STRING: the id of the node that is ``room``'s origin; TTL refreshed by its heartbeat."""
     return f"{PREFIX}:room:{room}:origin"

@@ -19,8 +19,8 @@ from sfu.rtc.udp_mux import UdpMux
 
 Command = Callable[[str, dict[str, Any]], None]
 """(node, message): sent to that node's inbox, in order."""
-Placement = Callable[[str, str], str | None]
-"""(room, participant) → the edge node it connected through, or None if here."""
+Placement = Callable[[str, str], tuple[str, str] | None]
+"""(room, participant) → (edge node, connection id) it is served through now, None if here."""
 
 
 class OriginMedia(RelayedMediaRoom):
@@ -41,8 +41,10 @@ class OriginMedia(RelayedMediaRoom):
         self._placement = placement
         self._command = command
 
-    def _tell(self, node: str, op: str, participant: str, value: bool = False) -> None:
-        message = {"room": self.room.id, "origin": self._node_id, "pid": participant}
+    def _tell(
+        self, node: str, op: str, participant: str, value: bool = False, **extra: str
+    ) -> None:
+        message = {"room": self.room.id, "origin": self._node_id, "pid": participant, **extra}
         self._command(node, {"t": "media", "op": op, "value": value, **message})
 
     def _on_stage(self, participant: str) -> bool:
@@ -58,10 +60,33 @@ class OriginMedia(RelayedMediaRoom):
 
     def join(self, participant_id: str, may_publish: bool) -> None:
         super().join(participant_id, may_publish)
-        edge = self._placement(self.room.id, participant_id)
-        if edge is not None:
+        self._place(participant_id)
+
+    def _place(self, participant_id: str) -> None:
+        """Tell the participant's edge (if any) to serve its media, and which connection it is."""
+        where = self._placement(self.room.id, participant_id)
+        if where is not None:
+            edge, conn = where
             self.plan.place(participant_id, edge)
-            self._tell(edge, "join", participant_id, may_publish)
+            member = self.room.participants[participant_id]
+            self._tell(edge, "join", participant_id, member.producer.allowed, conn=conn)
+            if member.producer.muted:
+                self._tell(edge, "mute", participant_id, True)
+
+    def reattach(self, participant_id: str) -> bool:
+        """A resume through another node (or here): the media follows the connection."""
+        where = self._placement(self.room.id, participant_id)
+        old = self.plan.node_of(participant_id)
+        if where is None and old is None:
+            return super().reattach(participant_id)
+        if self._on_stage(participant_id):
+            self._stop_relaying(participant_id)
+        if old is not None:
+            self.plan.unplace(participant_id)
+            self._tell(old, "leave", participant_id)
+        self._drop_peer(participant_id)
+        self._place(participant_id)
+        return True
 
     async def leave(self, participant_id: str) -> None:
         if self._on_stage(participant_id):

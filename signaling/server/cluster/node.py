@@ -39,6 +39,7 @@ from sfu.mixer import MIX, is_mix
 from sfu.rtc.media_room import EventHandler, PeerLostHandler
 from sfu.rtc.relay import RelayedMediaRoom, RelayEndpoint
 from signaling.room.media import MediaFacade
+from signaling.room.resume import room_of
 from signaling.server.api import ApiError
 from signaling.server.cluster import keys
 from signaling.server.cluster.config import ClusterConfig
@@ -49,8 +50,8 @@ from signaling.server.cluster.remote import RemoteSession, RemoteSocket
 from signaling.server.context import ServerContext
 from signaling.server.session import HANDLER_TYPES, Session, WebSocket
 from signaling.wire.errors import ErrorCode, PodiumError
-from signaling.wire.messages import Join, parse_data
-from signaling.wire.protocol import encode_event, parse_request
+from signaling.wire.messages import Join, Resume, parse_data
+from signaling.wire.protocol import encode_error, encode_event, parse_request
 from signaling.wire.tokens import ALL_ROOMS, verify_admin_token, verify_token
 
 logger = logging.getLogger(__name__)
@@ -86,8 +87,11 @@ class ClusterNode:
         self._edge_sessions: dict[str, EdgeSession] = {}  # by connection id
         self._members: dict[tuple[str, str], EdgeSession] = {}  # (room, identity) → session
         self._remote: dict[tuple[str, str], RemoteSocket] = {}  # (edge node, conn) → socket
-        self._pending: dict[tuple[str, str], str] = {}  # (room, identity) → its edge node
         self._owned: dict[str, int] = {}  # rooms this node is origin of → beats seen unused
+        self._saved: dict[str, int] = {}  # room → the revision of it last written to Redis
+        self._others: list[dict[str, Any]] = []  # the other live nodes, as of the last beat
+        self.takeovers = 0  # rooms this node went on with from another node's state
+        self.redirects = 0  # joins sent to another node because this one is full
         self._local_sessions = 0
         self.messages: Counter[str] = Counter()  # sent, received, lost
         self._outgoing: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
@@ -116,6 +120,7 @@ class ClusterNode:
             asyncio.create_task(self._read_inbox()),
             asyncio.create_task(self._publish()),
             asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._save_states()),
         ]
         logger.info("cluster node %s (relay %s)", self.id, self.relay.address)
 
@@ -177,6 +182,8 @@ class ClusterNode:
             "relay_in": self.relay.stats["packets_in"],
             "relay_out": self.relay.stats["packets_out"],
             "relay_refused": self.relay.refused,
+            "draining": self.server.draining,
+            "max_participants": self.config.max_participants,
         }
 
     async def _beat(self) -> None:
@@ -203,14 +210,57 @@ class ClusterNode:
         pipe.zadd(keys.NODES, {self.id: now})
         pipe.zremrangebyscore(keys.NODES, 0, now - self.config.node_ttl)
         origin_ms = int(self.config.origin_ttl * 1000)
+        state_ms = int(self.config.state_ttl * 1000)
         for room in self._owned:
             script = self._release if room in released else self._refresh
             args: list[Any] = [self.id] if room in released else [self.id, origin_ms]
             await script(keys=[keys.origin(room)], args=args, client=pipe)
+            if room in released:  # closed here: nothing of it is to go on elsewhere
+                pipe.delete(keys.state(room))
+            else:
+                pipe.pexpire(keys.state(room), state_ms)
         await pipe.execute()
         for room in released:
             del self._owned[room]
+            self._saved.pop(room, None)
         await self.refresh_peers()
+
+    # -- room state in Redis ---------------------------------------------------------
+    async def _save_states(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.state_interval)
+            try:
+                await self.save_states()
+            except Exception:  # Redis unreachable: the next round writes what changed
+                logger.exception("cluster: cannot save room state")
+
+    async def save_states(self) -> None:
+        """Copy every room this node decides, if it changed, to Redis (one pipeline)."""
+        pipe = self.redis.pipeline(transaction=False)
+        written: dict[str, int] = {}
+        ttl_ms = int(self.config.state_ttl * 1000)
+        for name in self._owned:
+            room = self.server.rooms.get(name)
+            if room is None or self._saved.get(name) == room.revision:
+                continue
+            if room.stage.ended:
+                pipe.delete(keys.state(name))
+            else:
+                pipe.set(keys.state(name), json.dumps(room.state()), px=ttl_ms)
+            written[name] = room.revision
+        if written:
+            await pipe.execute()
+            self._saved.update(written)
+
+    async def _adopt(self, name: str) -> None:
+        """A room just claimed: go on from its state if another node left some (takeover)."""
+        raw = await self.redis.get(keys.state(name))
+        if raw is None or name in self.server.rooms:
+            return
+        room = self.server.adopt_room(name, json.loads(raw))
+        self._saved[name] = room.revision
+        self.takeovers += 1
+        logger.info("cluster: took room %s over (%d seats held)", name, len(room.participants))
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Every live node's registration, oldest id first."""
@@ -231,28 +281,28 @@ class ClusterNode:
     async def refresh_peers(self) -> None:
         """The relay's peer table from the registry; what depended on a dead node ends."""
         peers = {}
-        for entry in await self.nodes():
-            if entry["id"] == self.id:
-                continue
+        self._others = [entry for entry in await self.nodes() if entry["id"] != self.id]
+        for entry in self._others:
             host, _, port = str(entry["relay"]).rpartition(":")
             with contextlib.suppress(ValueError):
                 peers[str(entry["id"])] = ((host, int(port)), bytes.fromhex(entry["relay_key"]))
         self.relay.set_peers(peers)
         for (edge, _), remote in list(self._remote.items()):
-            if edge not in peers:  # its node died: its clients are gone (no "gone" will come)
-                remote.end()
+            if edge not in peers:  # its node died: its clients' seats wait for their resume
+                remote.end(None)
         for room, media in list(self.edge_rooms.items()):
             origin = media.plan.origin
             if origin is not None and origin not in peers:
                 await self._origin_lost(room, origin)
 
     async def _origin_lost(self, room: str, origin: str) -> None:
-        """Nothing of the room is decided any more: its clients are told and let go (they
-        may join again, and reach a new origin)."""
+        """The room is decided elsewhere now (its origin died, or drained and moved it):
+        its clients here are let go without a goodbye, so that their SDKs resume, and
+        reach the room wherever it goes on (``_adopt``)."""
         logger.warning("cluster: origin %s of room %s is gone", origin, room)
-        for (name, _), edge in list(self._members.items()):
-            if name == room:
-                edge.close("origin_lost")
+        for edge in list(self._edge_sessions.values()):
+            if edge.room == room:
+                edge.reconnect()
         media = self.edge_rooms.pop(room, None)
         if media is not None:
             await media.close()
@@ -277,6 +327,7 @@ class ClusterNode:
         while True:
             if await self.redis.set(key, self.id, nx=True, px=int(self.config.origin_ttl * 1000)):
                 self._owned[room] = 0
+                await self._adopt(room)
                 return self.id
             origin = await self.redis.get(key)
             if origin == self.id:
@@ -310,9 +361,18 @@ class ClusterNode:
             self.server.udp,
             self.relay,
             self.id,
-            lambda room, pid: self._pending.pop((room, pid), None),
+            self._placement,
             self._command,
         )
+
+    def _placement(self, room: str, participant: str) -> tuple[str, str] | None:
+        """(edge node, connection) a participant's client is served through, None if here."""
+        found = self.server.rooms.get(room)
+        member = found.participants.get(participant) if found is not None else None
+        outbox = member.outbox if member is not None else None
+        if isinstance(outbox, RemoteSession):
+            return outbox.edge, outbox.conn
+        return None
 
     def _command(self, node: str, message: dict[str, Any]) -> None:
         self._refresh_peers_soon(node)
@@ -325,6 +385,13 @@ class ClusterNode:
         if first is None:
             return
         route = self._route(first)
+        if route is not None and route[1] is not None and (target := self._redirect()) is not None:
+            self.redirects += 1
+            refused = PodiumError(ErrorCode.REDIRECT, "this node is full: join there", target)
+            refused.request_id = _request_id(first)
+            await ws.send_str(encode_error(refused))
+            await ws.close(message=b"redirect")
+            return
         try:
             origin = self.id if route is None else await self.origin_of(route[0])
         except RedisError as exc:  # no origin can be found: say so, as a server error
@@ -350,19 +417,25 @@ class ClusterNode:
             self.server.config.max_message_bytes,
         )
         self._edge_sessions[edge.conn] = edge
-        self._members[(room, identity)] = edge
+        if identity is not None:
+            self._members[(room, identity)] = edge
         try:
             await edge.run(first, self.id)
         finally:
             del self._edge_sessions[edge.conn]
-            if self._members.get((room, identity)) is edge:
-                del self._members[(room, identity)]
+            member = (room, edge.identity or "")
+            if self._members.get(member) is edge:
+                del self._members[member]
 
-    def _route(self, frame: str | bytes) -> tuple[str, str] | None:
-        """(room, identity) of a valid join; None for anything the local session should refuse."""
+    def _route(self, frame: str | bytes) -> tuple[str, str | None] | None:
+        """(room, identity) of a valid join, (room, None) of a resume; None for anything the
+        local session should refuse."""
         config = self.server.config
         try:
             request = parse_request(frame, HANDLER_TYPES, config.max_message_bytes)
+            if request.type == "resume":
+                room = room_of(parse_data(Resume, request.data).token)
+                return None if room is None else (room, None)
             if request.type != "join":
                 return None
             join = parse_data(Join, request.data)
@@ -373,6 +446,45 @@ class ClusterNode:
         if named is not None and named != token.room:
             return None
         return token.room, token.identity
+
+    # -- placement -------------------------------------------------------------------
+    def full(self) -> bool:
+        """Whether this node takes no more clients (its load limits, or a drain)."""
+        config = self.config
+        load = self.load()
+        return (
+            self.server.draining
+            or 0 < config.max_participants <= load["participants"]
+            or 0 < config.max_cpu < load["cpu"]
+        )
+
+    def _redirect(self) -> str | None:
+        """Where a join goes instead when this node is full: the least-loaded other node."""
+        if not self.full():
+            return None
+        return self.least_loaded()
+
+    def least_loaded(self) -> str | None:
+        """The signaling URL of the other live node with the fewest clients that still takes
+        joins (None: there is none)."""
+
+        def takes_joins(entry: dict[str, Any]) -> bool:
+            load = entry["load"]
+            limit = int(load.get("max_participants", 0))
+            below = limit <= 0 or int(load.get("participants", 0)) < limit
+            return bool(entry.get("url")) and not load.get("draining") and below
+
+        candidates = [entry for entry in self._others if takes_joins(entry)]
+        if not candidates:
+            return None
+        best = min(candidates, key=lambda e: (e["load"].get("participants", 0), e["load"]["cpu"]))
+        return str(best["url"])
+
+    def node_urls(self) -> list[str]:
+        """Every live node's signaling URL, this one's first: where a client may resume when
+        the node it is connected to dies (it skips its own)."""
+        others = [e for e in self._others if e.get("url") and not e["load"].get("draining")]
+        return [self.url, *(str(e["url"]) for e in others)]
 
     # -- messages between nodes --------------------------------------------------------
     def send(self, node: str, message: dict[str, Any]) -> None:
@@ -433,7 +545,7 @@ class ClusterNode:
             if socket_ is None:
                 return
             if kind == "gone":
-                socket_.end()
+                socket_.end(message.get("code"))
             elif "text" in message:
                 socket_.feed(message["text"])
             else:
@@ -444,15 +556,13 @@ class ClusterNode:
     def _open(self, message: dict[str, Any]) -> None:
         """A client joined through another node: serve it with a Session of our own."""
         edge, conn = message["from"], message["conn"]
-        self._pending[(message["room"], message["identity"])] = edge
-        remote = self._remote[(edge, conn)] = RemoteSocket(lambda m: self.send(edge, m), conn)
+        remote = self._remote[(edge, conn)] = RemoteSocket(lambda m: self.send(edge, m), conn, edge)
 
         async def serve() -> None:
             try:
                 await RemoteSession(remote, self.server).run()
             finally:
                 self._remote.pop((edge, conn), None)
-                self._pending.pop((message["room"], message["identity"]), None)
 
         self._spawn(serve())
 
@@ -474,6 +584,10 @@ class ClusterNode:
                 self._refresh_peers_soon(message["origin"])
             await media.drop_relayed(pid)  # connected here now: never from the relay
             media.join(pid, bool(value))
+            edge = self._edge_sessions.get(message["conn"])
+            if edge is not None:  # a resume names its participant only now
+                edge.identity = pid
+                self._members[(room, pid)] = edge
             return
         if media is None:
             return
@@ -543,6 +657,12 @@ class ClusterNode:
             "edge_sessions": len(self._edge_sessions),
             "remote_sessions": len(self._remote),
         }
+
+
+def _request_id(frame: str | bytes) -> int | str | None:
+    """The id of a request already known to parse (``_route``), for the reply to name it."""
+    found: int | str | None = json.loads(frame).get("id")
+    return found
 
 
 def coalesce(batch: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:

@@ -21,19 +21,23 @@ Send = Callable[[dict[str, Any]], None]
 
 
 class RemoteSocket:
-    def __init__(self, send: Send, conn: str) -> None:
+    def __init__(self, send: Send, conn: str, edge: str) -> None:
         self._send = send
         self.conn = conn
+        self.edge = edge
         self._incoming: asyncio.Queue[WSMessage | None] = asyncio.Queue()
         self._closed = False
+        self._close_code: int | None = None
 
     # -- from the edge ---------------------------------------------------------
     def feed(self, data: str | bytes) -> None:
         kind = WSMsgType.TEXT if isinstance(data, str) else WSMsgType.BINARY
         self._incoming.put_nowait(WSMessage(kind, data, None))
 
-    def end(self) -> None:
-        """The client's connection to the edge is gone."""
+    def end(self, code: int | None) -> None:
+        """The client's connection to the edge is gone (``code``: its close code there; None
+        when the edge itself died)."""
+        self._close_code = code
         self._closed = True
         self._incoming.put_nowait(None)
 
@@ -44,9 +48,8 @@ class RemoteSocket:
 
     @property
     def close_code(self) -> int | None:
-        """A remote client's disconnect is a leave: resuming through another node is not
-        built yet (docs/cluster.md), so holding its seat would only delay its departure."""
-        return 1000
+        """As the edge saw it: a lost link holds the seat for a resume through any node."""
+        return self._close_code
 
     def __aiter__(self) -> RemoteSocket:
         return self
@@ -86,6 +89,8 @@ class RemoteSession(Session):
     def __init__(self, socket: RemoteSocket, server: ServerContext) -> None:
         super().__init__(socket, server)
         self._socket = socket
+        self.edge = socket.edge
+        self.conn = socket.conn
 
     def send(self, text: str) -> None:
         if self.close_reason is None:

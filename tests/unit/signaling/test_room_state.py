@@ -95,7 +95,7 @@ def test_everyone_resumes_with_the_token_they_had_and_must_renegotiate_media() -
 
 def test_who_does_not_come_back_is_released_after_the_window() -> None:
     h, tokens = busy_room()
-    room, clock, factory = taken_over(h)
+    room, clock, _ = taken_over(h)
     room.resume(room.seats.claim(tokens["host"], clock.time()), host := Inbox())
     room.media_restored("host")  # its new offer was answered
     clock.advance(31.0)
