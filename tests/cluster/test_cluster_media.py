@@ -192,7 +192,7 @@ async def test_origin_killed_the_room_goes_on_elsewhere_as_it_was(
     alice = await join(a, "alice", "host", publish=ToneTrack(440))  # the origin: A
     bob = await join(b, "bob")
     carol = await join(c, "carol")
-    dave = await join(c, "dave")
+    await join(c, "dave")
     await bob.request("raise_hand")
     await carol.request("raise_hand")
     await alice.request("invite_to_stage", participant="carol")
