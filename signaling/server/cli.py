@@ -161,6 +161,8 @@ def _serve(args: argparse.Namespace) -> None:
             node_id=args.node_id,
             relay_host=args.relay_address or ("127.0.0.1" if args.dev else _first_address()),
             relay_port=args.relay_port,
+            max_participants=args.max_participants,
+            max_cpu=args.max_cpu,
         ),
     )
     with contextlib.suppress(ImportError):
@@ -443,6 +445,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--relay-port", type=int, default=0, help="UDP port of the relay (default: any free one)"
+    )
+    serve.add_argument(
+        "--max-participants",
+        type=int,
+        default=0,
+        help="cluster: redirect joins to another node beyond this many clients here (0: never)",
+    )
+    serve.add_argument(
+        "--max-cpu",
+        type=float,
+        default=0.0,
+        help="cluster: redirect joins while this node uses more than this share of a core "
+        "(e.g. 0.8; 0: never)",
     )
     serve.add_argument(
         "--resume-window",

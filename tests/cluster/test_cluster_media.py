@@ -294,3 +294,19 @@ async def test_an_edge_killed_its_listeners_resume_through_another_node(
     assert [member["identity"] for member in page["items"]] == ["alice", "bob"]
     assert not any("bob" in data["left"] for _, data in log.named("attendees"))
     log.stop()
+
+
+async def test_a_full_node_redirects_a_join_and_the_client_follows(
+    start_node: StartNode, join: Join
+) -> None:
+    a = await start_node("node-a", "--max-participants", "1")
+    b = await start_node("node-b")
+    alice = await join(a, "alice", "host", publish=ToneTrack(440))
+    bob = await join(a, "bob")  # A is full: the SDK is sent on to B without the app noticing
+    assert bob.url == b.url
+    await eventually(lambda: slot_of(bob, "alice") is not None, timeout=15)
+    await hears(bob, "alice", 440, 0.5)
+    page = await alice.request("get_attendees")
+    assert [member["identity"] for member in page["items"]] == ["alice", "bob"]
+    async with aiohttp.ClientSession() as http, http.get(f"{a.http}/metrics") as response:
+        assert series_value(await response.text(), "podium_cluster_redirects_total") == 1

@@ -27,6 +27,8 @@ class NodeView(Protocol):
     server: ServerContext
     relay: RelayEndpoint
     messages: Counter[str]
+    takeovers: int
+    redirects: int
 
     @property
     def edge_rooms(self) -> Mapping[str, Any]: ...
@@ -96,3 +98,13 @@ class ClusterCollector(Collector):
         sessions.add_metric(["edge"], dump["edge_sessions"])
         sessions.add_metric(["remote"], dump["remote_sessions"])
         yield sessions
+        yield CounterMetricFamily(
+            "podium_cluster_origin_takeovers",
+            "Rooms this node went on with from the state another node left in Redis",
+            value=node.takeovers,
+        )
+        yield CounterMetricFamily(
+            "podium_cluster_redirects",
+            "Joins this node sent to another because it was full or draining",
+            value=node.redirects,
+        )

@@ -385,7 +385,7 @@ class ClusterNode:
         if first is None:
             return
         route = self._route(first)
-        if route is not None and route[1] is not None and (target := self._redirect()) is not None:
+        if route is not None and route[1] is not None and (target := await self._redirect()):
             self.redirects += 1
             refused = PodiumError(ErrorCode.REDIRECT, "this node is full: join there", target)
             refused.request_id = _request_id(first)
@@ -458,10 +458,13 @@ class ClusterNode:
             or 0 < config.max_cpu < load["cpu"]
         )
 
-    def _redirect(self) -> str | None:
-        """Where a join goes instead when this node is full: the least-loaded other node."""
+    async def _redirect(self) -> str | None:
+        """Where a join goes instead when this node is full: the least-loaded other node
+        (None: there is none, and this node takes it after all)."""
         if not self.full():
             return None
+        with contextlib.suppress(RedisError):
+            self._others = [entry for entry in await self.nodes() if entry["id"] != self.id]
         return self.least_loaded()
 
     def least_loaded(self) -> str | None:
