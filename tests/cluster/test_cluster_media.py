@@ -16,8 +16,9 @@ from redis.asyncio import Redis
 from sfu.relay import RelayPacket, encode
 from signaling.client.client import PodiumClient
 from signaling.wire.errors import PodiumError
+from signaling.wire.tokens import mint_admin_token
 from tests.cluster.conftest import Node, RedisServer, StartNode, until
-from tests.conftest import LOOPBACK, eventually, token
+from tests.conftest import API_KEY, API_SECRET, LOOPBACK, eventually, token
 from tests.media import Recorder, ToneTrack, dominant_frequency, slot_of, tone_level_db
 
 ROOM = "big"
@@ -308,5 +309,12 @@ async def test_a_full_node_redirects_a_join_and_the_client_follows(
     await hears(bob, "alice", 440, 0.5)
     page = await alice.request("get_attendees")
     assert [member["identity"] for member in page["items"]] == ["alice", "bob"]
-    async with aiohttp.ClientSession() as http, http.get(f"{a.http}/metrics") as response:
-        assert series_value(await response.text(), "podium_cluster_redirects_total") == 1
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{a.http}/metrics") as response:
+            assert series_value(await response.text(), "podium_cluster_redirects_total") == 1
+        # A platform asks any node where the room lives (an admin token for that room).
+        admin = {"Authorization": f"Bearer {mint_admin_token(API_KEY, API_SECRET, room=ROOM)}"}
+        async with http.get(f"{b.http}/v1/rooms/{ROOM}/node", headers=admin) as response:
+            assert await response.json() == {"room": ROOM, "node": "node-a", "url": a.url}
+        async with http.get(f"{b.http}/v1/rooms/elsewhere/node", headers=admin) as response:
+            assert response.status == 403

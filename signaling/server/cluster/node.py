@@ -26,7 +26,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
@@ -635,21 +635,43 @@ class ClusterNode:
     # -- server API ----------------------------------------------------------------------
     def install(self, app: web.Application, registry: CollectorRegistry) -> None:
         """``GET /v1/nodes`` on the server's app; the node's series in its metrics."""
-        app.add_routes([web.get("/v1/nodes", self._list_nodes, allow_head=False)])
+        app.add_routes(
+            [
+                web.get("/v1/nodes", self._list_nodes, allow_head=False),
+                web.get("/v1/rooms/{room}/node", self._room_node, allow_head=False),
+            ]
+        )
         registry.register(ClusterCollector(self))
 
-    async def _list_nodes(self, request: web.Request) -> web.Response:
+    def _grant(self, request: web.Request, room: str) -> None:
+        """Refuse unless the request carries an admin token for ``room`` (or all rooms)."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "token_invalid", "send Authorization: Bearer <admin token>")
+            raise ApiError(401, ErrorCode.TOKEN_INVALID, "send Authorization: Bearer <admin token>")
         try:
             grant = verify_admin_token(token.strip(), self.server.config.api_keys)
         except PodiumError as error:
             raise ApiError(401, error.code, error.message) from error
-        if grant.room != ALL_ROOMS:
-            raise ApiError(403, "not_permitted", "listing nodes needs an all-rooms admin token")
+        if grant.room not in (ALL_ROOMS, room):
+            scope = "all rooms" if room == ALL_ROOMS else f"room {room!r}"
+            raise ApiError(403, ErrorCode.NOT_PERMITTED, f"this admin token is not for {scope}")
+
+    async def _list_nodes(self, request: web.Request) -> web.Response:
+        self._grant(request, ALL_ROOMS)
         nodes = [{k: v for k, v in n.items() if k != "relay_key"} for n in await self.nodes()]
         return web.json_response({"nodes": nodes, "this": self.id})
+
+    async def _room_node(self, request: web.Request) -> web.Response:
+        """Where a room lives: its origin node (404 while it has none)."""
+        room = request.match_info["room"]
+        self._grant(request, room)
+        origin = await self.redis.get(keys.origin(room))
+        url = None
+        if origin is not None:
+            url = await cast("Awaitable[str | None]", self.redis.hget(keys.node(origin), "url"))
+        if url is None:
+            raise ApiError(404, ErrorCode.ROOM_NOT_FOUND, f"room {room!r} lives on no node now")
+        return web.json_response({"room": room, "node": origin, "url": url})
 
     def dump(self) -> dict[str, Any]:
         return {
