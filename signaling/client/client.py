@@ -110,6 +110,7 @@ class PodiumClient:
         self._uplink_parked: ParkedTrack | None = None
         self._uplink_rtcp: asyncio.Future[None] | None = None
         self._media: tuple[PacketHandler | None, bool, bool] | None = None  # to renegotiate
+        self._source: MediaStreamTrack | None = None  # the app's uplink track, if any
         self._closing = False
         self._recovery: asyncio.Task[None] | None = None
         self._reader = asyncio.create_task(self._read_loop(ws))
@@ -213,12 +214,14 @@ class PodiumClient:
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self._uplink_rtcp = None
         # The uplink m-line is always offered, so a later promotion needs no SDP.
+        self._source = publish
+        uplink: MediaStreamTrack
         if publish is None:
-            publish = self._uplink_parked = ParkedTrack()
+            uplink = self._uplink_parked = ParkedTrack()
             self._uplink_rtcp = asyncio.get_running_loop().create_future()
         else:
-            publish = _Feed(publish)
-        transceiver = pc.addTransceiver(publish, direction="sendonly")
+            uplink = _Feed(publish)
+        transceiver = pc.addTransceiver(uplink, direction="sendonly")
         _offer_codecs(transceiver, red)
         if red:
             send_red(transceiver)
@@ -266,6 +269,7 @@ class PodiumClient:
         assert self.pc is not None
         sender = self.pc.getTransceivers()[0].sender
         parked, self._uplink_parked = self._uplink_parked, None
+        self._source = track
         sender.replaceTrack(_Feed(track))
         if parked is not None:
             parked.release()
@@ -354,12 +358,10 @@ class PodiumClient:
     async def _new_peer_connection(self) -> None:
         assert self._media is not None and self.pc is not None
         old = self.pc
-        track = old.getTransceivers()[0].sender.track
-        publish = track.source if isinstance(track, _Feed) else None
         self._uplink_parked = None
         await old.close()
         on_packet, audio_level, red = self._media
-        await self._negotiate(publish, on_packet, audio_level, red, CONNECT_TIMEOUT * 2)
+        await self._negotiate(self._source, on_packet, audio_level, red, CONNECT_TIMEOUT * 2)
 
     def _move(self, url: str) -> None:
         """The node is draining and names another: resume there now (the seat is kept)."""

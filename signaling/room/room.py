@@ -491,6 +491,16 @@ class Room:
         self._schedule_holds()
         self.send(identity, "media_lost", {"state": state})
 
+    async def abandon(self) -> None:
+        """This process lets the room go on elsewhere (a cluster node draining): nobody is
+        removed and nothing is announced; the clients resume wherever the room goes on."""
+        for timer in (self._attendee_timer, self._hold_timer):
+            if timer is not None:
+                timer.cancel()
+        self._attendee_timer = self._hold_timer = None
+        self.participants.clear()
+        await self.media.close()
+
     async def close(self, reason: str) -> None:
         if self._attendee_timer is not None:
             self._attendee_timer.cancel()

@@ -45,6 +45,10 @@ class ServerContext(Protocol):
         """Go on with a room from the state another node left (a cluster takeover)."""
         ...
 
+    def forget_room(self, room: Room) -> None:
+        """Stop serving ``room`` without closing it: it goes on on another node."""
+        ...
+
     def reconnect_urls(self) -> list[str]:
         """The nodes a client may resume through (a cluster's; empty for one process)."""
         ...

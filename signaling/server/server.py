@@ -137,10 +137,16 @@ class PodiumServer:
         for room in list(self.rooms.values()):
             if room.media.recording is not None:
                 room.stop_recording("")
-            room.broadcast("draining", {"deadline": deadline})
+        moved = self.cluster is not None and await self.cluster.drain(deadline)
+        if not moved:
+            for room in list(self.rooms.values()):
+                room.broadcast("draining", {"deadline": deadline})
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
-        while any(room.participants for room in self.rooms.values()) and loop.time() < end:
+        while loop.time() < end and (
+            any(room.participants for room in self.rooms.values())
+            or (self.cluster is not None and self.cluster.busy)
+        ):
             await asyncio.sleep(0.1)
         logger.info(
             "drained: %d participants left", sum(len(r.participants) for r in self.rooms.values())
@@ -182,6 +188,14 @@ class PodiumServer:
         room = self.rooms[name] = self._new_room(name, self.config.room.restored(state["settings"]))
         room.restore(state)
         return room
+
+    def forget_room(self, room: Room) -> None:
+        """``room`` goes on elsewhere (a cluster hand-over): no longer served or closed here."""
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+        timer = self._empty_timers.pop(room.name, None)
+        if timer is not None:
+            timer.cancel()
 
     def reconnect_urls(self) -> list[str]:
         return self.cluster.node_urls() if self.cluster is not None else []

@@ -127,6 +127,17 @@ class Session:
                 self._writer.cancel()
             self._closer = asyncio.create_task(self.ws.close(message=reason.encode()))
 
+    def move(self, url: str, deadline: float) -> None:
+        """Send the client on to ``url`` (a draining cluster node; its room goes on there):
+        ``draining`` names the node, then the socket closes with no ``disconnected``, so the
+        SDK resumes its seat there."""
+        if self.close_reason is not None:
+            return
+        self.send(encode_event("draining", {"deadline": deadline, "url": url}))
+        self.close_reason = "moved"
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(_CLOSE)
+
     @property
     def identity(self) -> str | None:
         return self.participant.id if self.participant else None

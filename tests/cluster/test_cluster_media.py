@@ -318,3 +318,40 @@ async def test_a_full_node_redirects_a_join_and_the_client_follows(
             assert await response.json() == {"room": ROOM, "node": "node-a", "url": a.url}
         async with http.get(f"{b.http}/v1/rooms/elsewhere/node", headers=admin) as response:
             assert response.status == 403
+
+
+async def test_sigterm_drain_moves_everyone_without_a_leave_or_a_join(
+    start_node: StartNode, join: Join, redis: Redis
+) -> None:
+    a, b, c = [await start_node(name) for name in ("node-a", "node-b", "node-c")]
+    alice = await join(a, "alice", "host", publish=ToneTrack(440))  # the origin: A
+    carol = await join(a, "carol")
+    bob = await join(b, "bob")
+    dave = await join(c, "dave")
+    await bob.request("raise_hand")
+    await eventually(lambda: all(slot_of(x, "alice") is not None for x in (bob, carol, dave)), 15)
+    clients = {"alice": alice, "carol": carol, "bob": bob, "dave": dave}
+    logs = {name: EventLog(client) for name, client in clients.items()}
+    while (await dave.request("get_attendees"))["total"] < 4:  # the joins' delta is out
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.3)
+    seen = {name: len(log.events) for name, log in logs.items()}
+
+    a.process.send_signal(signal.SIGTERM)
+    # Each is told and moved, or its edge's room moved: it resumes by itself.
+    await eventually(lambda: all(log.named("reconnected") for log in logs.values()), 20)
+    assert all(log.named("draining") for name, log in logs.items() if name in ("alice", "carol"))
+    assert alice.url in (b.url, c.url) and carol.url in (b.url, c.url)
+    assert await asyncio.to_thread(a.process.wait, 20) == 0  # A empty: it exits
+    assert await redis.get(f"podium:room:{ROOM}:origin") in ("node-b", "node-c")
+
+    await eventually(lambda: all(slot_of(x, "alice") is not None for x in (bob, carol)), 15)
+    await hears(bob, "alice", 440, 0.5)
+    page = await dave.request("get_attendees")
+    assert [m["identity"] for m in page["items"]] == ["alice", "carol", "bob", "dave"]
+    assert (await alice.request("get_stage"))["hand_queue"] == ["bob"]
+    for name, log in logs.items():
+        for event, data in log.events[seen[name] :]:
+            if event == "attendees":
+                assert not data["joined"] and not data["left"]  # nobody left, nobody came
+        log.stop()

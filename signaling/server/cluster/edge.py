@@ -100,6 +100,13 @@ class EdgeSession:
         self._outbox.put_nowait(None)
         self._close_code = 1012
 
+    def move(self, url: str, deadline: float) -> None:
+        """This node is draining: send the client on to ``url``; the origin holds its seat
+        (the socket's 1012 is not a leave) until it resumes there."""
+        self.deliver(encode_event("draining", {"deadline": deadline, "url": url}))
+        self._close_code = 1012
+        self._outbox.put_nowait(None)
+
     async def _write_loop(self) -> None:
         try:
             while (text := await self._outbox.get()) is not None:

@@ -40,6 +40,7 @@ from sfu.rtc.media_room import EventHandler, PeerLostHandler
 from sfu.rtc.relay import RelayedMediaRoom, RelayEndpoint
 from signaling.room.media import MediaFacade
 from signaling.room.resume import room_of
+from signaling.room.room import Room
 from signaling.server.api import ApiError
 from signaling.server.cluster import keys
 from signaling.server.cluster.config import ClusterConfig
@@ -89,6 +90,7 @@ class ClusterNode:
         self._remote: dict[tuple[str, str], RemoteSocket] = {}  # (edge node, conn) → socket
         self._owned: dict[str, int] = {}  # rooms this node is origin of → beats seen unused
         self._saved: dict[str, int] = {}  # room → the revision of it last written to Redis
+        self._adopting: dict[str, asyncio.Future[None]] = {}  # rooms being restored here
         self._others: list[dict[str, Any]] = []  # the other live nodes, as of the last beat
         self.takeovers = 0  # rooms this node went on with from another node's state
         self.redirects = 0  # joins sent to another node because this one is full
@@ -327,11 +329,17 @@ class ClusterNode:
         while True:
             if await self.redis.set(key, self.id, nx=True, px=int(self.config.origin_ttl * 1000)):
                 self._owned[room] = 0
-                await self._adopt(room)
+                adopting = self._adopting[room] = asyncio.ensure_future(self._adopt(room))
+                try:
+                    await adopting
+                finally:
+                    del self._adopting[room]
                 return self.id
             origin = await self.redis.get(key)
             if origin == self.id:
                 self._owned.setdefault(room, 0)
+                if (adopting := self._adopting.get(room)) is not None:  # another client's claim
+                    await asyncio.shield(adopting)
                 return self.id
             if origin is None:
                 continue  # lapsed in between: claim it
@@ -447,6 +455,49 @@ class ClusterNode:
             return None
         return token.room, token.identity
 
+    # -- drain -----------------------------------------------------------------------
+    async def drain(self, deadline: float) -> bool:
+        """SIGTERM: move everyone connected here to another node, nobody leaving a room.
+
+        Rooms this node is the origin of are handed over first: their state is written,
+        the claim released, their edges told, so that the first client to resume anywhere
+        claims the room and restores it.  Then every client here is sent on (``draining``
+        with the target's URL) and resumes there.  False when no other node takes joins
+        (the server then drains as a single process does).
+        """
+        await self._beat()  # "draining" in the registry: no node redirects a join here
+        target = await self._redirect()
+        if target is None:
+            return False
+        for name in list(self._owned):
+            room = self.server.rooms.get(name)
+            if room is not None:
+                await self._hand_over(name, room, target, deadline)
+        for edge in list(self._edge_sessions.values()):
+            edge.move(target, deadline)
+        return True
+
+    async def _hand_over(self, name: str, room: Room, target: str, deadline: float) -> None:
+        self._saved.pop(name, None)
+        await self.save_states()
+        await self._release(keys=[keys.origin(name)], args=[self.id])
+        del self._owned[name]
+        media = room.media
+        for edge in media.plan.edges if isinstance(media, OriginMedia) else ():
+            self.send(edge, {"t": "moved", "room": name, "from": self.id})
+        for participant in room.participants.values():
+            outbox = participant.outbox  # clients on edges are sent on by their edge ("moved")
+            if isinstance(outbox, Session) and not isinstance(outbox, RemoteSession):
+                outbox.move(target, deadline)
+        self.server.forget_room(room)
+        await room.abandon()
+        logger.info("cluster: room %s handed over (clients sent to %s)", name, target)
+
+    @property
+    def busy(self) -> bool:
+        """Clients still connected through this node to rooms decided elsewhere."""
+        return bool(self._edge_sessions)
+
     # -- placement -------------------------------------------------------------------
     def full(self) -> bool:
         """Whether this node takes no more clients (its load limits, or a drain)."""
@@ -555,6 +606,8 @@ class ClusterNode:
                 socket_.feed(bytes.fromhex(message["bytes"]))
         elif kind == "media":
             await self._media_command(message)
+        elif kind == "moved":
+            await self._origin_lost(message["room"], message["from"])
 
     def _open(self, message: dict[str, Any]) -> None:
         """A client joined through another node: serve it with a Session of our own."""
