@@ -338,8 +338,8 @@ class ClusterNode:
             origin = await self.redis.get(key)
             if origin == self.id:
                 self._owned.setdefault(room, 0)
-                if (adopting := self._adopting.get(room)) is not None:  # another client's claim
-                    await asyncio.shield(adopting)
+                if (claiming := self._adopting.get(room)) is not None:  # another client's claim
+                    await asyncio.shield(claiming)
                 return self.id
             if origin is None:
                 continue  # lapsed in between: claim it
