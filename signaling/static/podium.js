@@ -28,6 +28,7 @@ const DEFAULT_TIMEOUT = 10_000; // ms, like the Python client's 10 s
 const HEARTBEAT = 2_000; // ms between pings; one unanswered for two of them: the link is dead
 const BACKOFF = [250, 1_000]; // ms: first and longest wait between reconnection attempts
 const ATTEMPT_TIMEOUT = 3_000; // ms for one attempt to open the WebSocket and resume
+const MAX_REDIRECTS = 4; // cluster nodes a join may be sent through before giving up
 // Close code of a socket given up for dead: the server holds the seat (1000 and the
 // browser's 1001 on leaving the page mean the participant left).
 const RESUMING = 4000;
@@ -35,10 +36,12 @@ const STAGE_ROLES = new Set(["host", "moderator", "speaker"]);
 
 /** A request the server refused: `code` is the protocol error code (docs/protocol.md). */
 export class PodiumError extends Error {
-  constructor(code, message) {
+  constructor(code, message, url = null) {
     super(message);
     this.name = "PodiumError";
     this.code = code;
+    /** `redirect` only: the cluster node to join instead. */
+    this.url = url;
   }
 }
 
@@ -225,12 +228,24 @@ export class PodiumClient {
    */
   static async connect(url, token, options = {}) {
     const timeout = options.timeout ?? DEFAULT_TIMEOUT;
-    const ws = await openSocket(url, timeout);
-    const client = new PodiumClient(ws, url, options);
+    const join = { token };
+    if (options.room != null) join.room = options.room;
+    let client = null;
+    for (let hops = 0; client === null; hops++) {
+      const ws = await openSocket(url, timeout);
+      const attempt = new PodiumClient(ws, url, options);
+      try {
+        attempt.joinInfo = await attempt.request("join", join, { timeout });
+        client = attempt;
+      } catch (error) {
+        attempt.close();
+        // A full cluster node names one that is not: follow it, unnoticed by the app.
+        if (!(error instanceof PodiumError && error.code === "redirect" && error.url)) throw error;
+        if (hops + 1 >= MAX_REDIRECTS) throw new Error(`redirected ${MAX_REDIRECTS} times`);
+        url = error.url;
+      }
+    }
     try {
-      const join = { token };
-      if (options.room != null) join.room = options.room;
-      client.joinInfo = await client.request("join", join, { timeout });
       if (client.joinInfo.protocol !== PROTOCOL_VERSION) {
         const speaks = `the server speaks protocol ${client.joinInfo.protocol}`;
         throw new Error(`${speaks}, this client ${PROTOCOL_VERSION}`);
@@ -497,13 +512,17 @@ export class PodiumClient {
       this._pending.delete(message.id);
       clearTimeout(pending.timer);
       if (message.type === "response") pending.resolve(message.data ?? {});
-      else pending.reject(new PodiumError(message.error.code, message.error.message));
+      else {
+        const { code, message: text, url = null } = message.error;
+        pending.reject(new PodiumError(code, text, url));
+      }
     } else if (message.type === "event") {
       const data = message.data ?? {};
       this._track(message.event, data);
       if (this._backlog) this._backlog.push([message.event, data]);
       else this._emit(message.event, data);
       if (message.event === "media_lost") this._recover("media");
+      if (message.event === "draining" && data.url) this._move(data.url);
     }
   }
 
@@ -586,16 +605,31 @@ export class PodiumClient {
     this._ownsMicrophone = owns;
   }
 
+  /** The node is draining and names another: resume there now (the seat is kept). */
+  _move(url) {
+    this.url = url;
+    if (this.state === "connected" && this.ws.readyState === WebSocket.OPEN) this.ws.close(RESUMING);
+  }
+
+  /**
+   * Reopen the WebSocket with backoff and resume the seat within the server's window. In a
+   * cluster the join response lists its nodes: when this one does not answer, the next is
+   * tried (any node serves any room).
+   */
   async _reconnect() {
     this.state = "reconnecting";
     this._emit("reconnecting", {});
     const deadline = performance.now() + 1000 * Number(this.joinInfo.resume_window ?? 0);
     let delay = BACKOFF[0];
     let reason = "resume_timeout";
+    const others = (this.joinInfo.reconnect_urls ?? []).filter((u) => u !== this.url);
+    const urls = [this.url, ...others];
+    let attempt = 0;
     while (performance.now() < deadline && !this._closing) {
+      const url = urls[attempt % urls.length];
       let resumed;
       try {
-        this._attach(await openSocket(this.url, ATTEMPT_TIMEOUT));
+        this._attach(await openSocket(url, ATTEMPT_TIMEOUT));
         resumed = await this.request(
           "resume", { token: this.joinInfo.resume_token }, { timeout: ATTEMPT_TIMEOUT },
         );
@@ -605,11 +639,16 @@ export class PodiumClient {
           break;
         }
         if (this.ws.readyState === WebSocket.OPEN) this.ws.close(RESUMING);
-        const jitter = 0.8 + 0.4 * Math.random(); // clients cut together do not retry together
-        await new Promise((resolve) => setTimeout(resolve, delay * jitter));
-        delay = Math.min(delay * 2, BACKOFF[1]);
+        attempt += 1;
+        if (attempt % urls.length === 0) {
+          // every node tried: wait before the next round (jittered: no herd)
+          const jitter = 0.8 + 0.4 * Math.random();
+          await new Promise((resolve) => setTimeout(resolve, delay * jitter));
+          delay = Math.min(delay * 2, BACKOFF[1]);
+        }
         continue;
       }
+      this.url = url;
       Object.assign(this.joinInfo, resumed);
       this.state = "connected";
       const failed = ["failed", "closed"].includes(this.pc?.connectionState);

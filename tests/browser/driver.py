@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -36,6 +37,7 @@ import numpy as np
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright
+from redis.asyncio import Redis
 
 from benchmarks.impairment_relay import Impairment, ImpairmentRelay
 from sfu.config import MediaConfig
@@ -45,6 +47,7 @@ from signaling.room.settings import RoomSettings
 from signaling.server.server import PodiumServer
 from signaling.server.tls import dev_certificate
 from signaling.server.turn import IceServer
+from tests.cluster.nodes import Node, RedisServer, launch_node, stop_nodes
 from tests.conftest import LOOPBACK, eventually, make_config, token
 from tests.media import ToneTrack, dominant_frequency, record, tone_level_db
 from tests.netcut import Link
@@ -728,6 +731,53 @@ async def reconnect(env: Env) -> dict[str, Any]:
     return {"cuts": cuts, "host_saw_leave": bool(left), "host_saw": told, "screenshots": shots}
 
 
+async def cluster_failover(env: Env) -> dict[str, Any]:
+    """podium.js in a two-node cluster: a full node's redirect is followed, then the node the
+    page landed on is killed (-9) and the SDK resumes through the other one by itself."""
+    room, shots, workdir = "cluster", list[str](), env.out / "cluster"
+    workdir.mkdir(exist_ok=True)
+    redis_server = RedisServer(workdir)
+    redis_server.start()
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    nodes: list[Node] = []
+    try:
+        full = await launch_node(
+            redis_server.url, redis, "node-a", workdir, "--max-participants", "1"
+        )
+        nodes.append(full)
+        other = await launch_node(redis_server.url, redis, "node-b", workdir)
+        nodes.append(other)
+        speaker = await PodiumClient.connect(
+            full.url,
+            token("py-speaker", "host", room=room),
+            host_addresses=LOOPBACK,
+            publish=ToneTrack(PYTHON_TONE, 0.5),
+        )
+        env.clients.append(speaker)
+        await speaker.wait_connected()
+        page = await env.page(room, "chrome-listener", "listener", query=f"&ws={full.url}")
+        joined_through = await page.evaluate("window.podiumDemo.client.url")
+        heard = await page.evaluate(AUDIO_BACK_JS, {"identity": "py-speaker", "timeout": 10000})
+        await env.shot(page, "cluster-redirected", shots)
+        other.process.send_signal(signal.SIGKILL)  # the page's node
+        back = await page.evaluate(AUDIO_BACK_JS, {"identity": "py-speaker", "timeout": 15000})
+        await env.shot(page, "cluster-after-failover", shots)
+        url_after = await page.evaluate("window.podiumDemo.client.url")
+        await page.context.close()
+        return {
+            "nodes": {"full": full.url, "other": other.url},
+            "joined_through": joined_through,
+            "heard_s": heard,
+            "failover_audio_back_s": back,
+            "url_after": url_after,
+            "screenshots": shots,
+        }
+    finally:
+        stop_nodes(nodes)
+        await redis.aclose()
+        redis_server.stop()
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "speaker_interop": speaker_interop,
     "browser_listener": browser_listener,
@@ -738,6 +788,7 @@ SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "turn_listener": turn_listener,
     "loss_feedback": loss_feedback,
     "reconnect": reconnect,
+    "cluster_failover": cluster_failover,
 }
 TIMEOUTS = {"reconnect": sum(CUTS) + 40.0}
 

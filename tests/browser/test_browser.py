@@ -321,3 +321,15 @@ def test_a_browser_listener_cut_for_3_10_and_25_s_resumes_by_itself(
             assert cut["label"] == "Reconnecting…", cut
     assert not result["host_saw_leave"]
     assert "reconnecting" in result["host_saw"] and "reconnected" in result["host_saw"]
+
+
+def test_a_browser_follows_a_redirect_and_outlives_its_cluster_node(
+    browser_run: dict[str, Any],
+) -> None:
+    """podium.js joins a full node, lands on the other; that one killed, it resumes back."""
+    result = scenario(browser_run, "cluster_failover")
+    nodes = result["nodes"]
+    assert result["joined_through"] == nodes["other"], result
+    assert result["heard_s"] is not None, result
+    assert result["failover_audio_back_s"] is not None and result["failover_audio_back_s"] < 5
+    assert result["url_after"] == nodes["full"], result
