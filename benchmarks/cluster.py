@@ -15,7 +15,9 @@ runs in this process and counts packets without decoding.  Over the measured win
   which is forwarded untouched) at an edge listener minus its arrival at the reference
   listener on the origin, both read on this process's clock.
 
-``failover_s`` is null: failover is not built yet (docs/cluster.md).
+``failover_s`` (with 3 nodes or more, and listeners): after the window, node 1 (an edge) is
+killed with SIGKILL; the time until every one of its listeners, resuming through another
+node by itself (the SDK's own reconnection), receives the speaker again.
 ``origin_cpu_ms_per_join`` / ``edge_cpu_ms_per_join``: CPU each side spent while the
 edge listeners joined, one after another, per join.
 """
@@ -43,6 +45,7 @@ from benchmarks.common import (
     cpu_seconds,
     free_port,
     percentile,
+    scrape,
     server_command,
     versions,
     wait_healthy,
@@ -62,9 +65,11 @@ class Listener:
         self.arrivals: dict[bytes, list[float]] = {}
         self.packets = 0
         self.measuring = False
+        self.last = 0.0  # monotonic time of the latest packet
         self._always = always  # the reference: an edge's packet may precede the window
 
     def __call__(self, slot: int, packet: RtpPacket) -> None:
+        self.last = time.monotonic()
         if self.measuring:
             self.packets += 1
         if self.measuring or self._always:
@@ -79,6 +84,35 @@ class Listener:
             if theirs:
                 found.extend(min((t - r for r in theirs), key=abs) for t in times)
         return found
+
+
+def relay_hop_bound(metrics: dict[str, float], q: float) -> float | None:
+    """The smallest histogram bucket bound under which a fraction ``q`` of relay hops fell."""
+    name = "podium_cluster_relay_latency_seconds_bucket{le="
+    buckets = sorted(
+        (float(key[len(name) : -1]), count)
+        for key, count in metrics.items()
+        if key.startswith(name)
+    )
+    total = buckets[-1][1] if buckets else 0.0
+    return next((bound for bound, count in buckets if count >= q * total), None) if total else None
+
+
+async def fail_over(
+    edge: subprocess.Popen[bytes], victims: list[Listener], limit: float = 30.0
+) -> float | None:
+    """Kill ``edge``; seconds until each of its listeners hears again (None: not in ``limit``).
+
+    A packet counts once 50 ms have passed since the kill: nothing the dead node sent can
+    still be arriving then, so it came through the node the listener resumed through.
+    """
+    edge.kill()
+    killed = time.monotonic()
+    while time.monotonic() - killed < limit:
+        if all(victim.last > killed + 0.05 for victim in victims):
+            return time.monotonic() - killed  # within this poll's 10 ms
+        await asyncio.sleep(0.01)
+    return None
 
 
 def home(listener: int, nodes: int) -> int:
@@ -141,6 +175,11 @@ async def measure(args: argparse.Namespace, redis_url: str, log: IO[bytes]) -> d
             listener.measuring = False
         elapsed = time.monotonic() - started
         cpu = [cpu_seconds(n.pid) - b for n, b in zip(nodes, before, strict=True)]
+        hops = [
+            relay_hop_bound(scrape(f"http://{HOST}:{port}/metrics"), 0.99) for port in ports[1:]
+        ]
+        victims = [lst for i, lst in enumerate(listeners) if home(i, args.nodes) == 1]
+        failover = await fail_over(nodes[1], victims) if args.nodes >= 3 and victims else None
     finally:
         for client in clients:
             with contextlib.suppress(Exception):
@@ -175,7 +214,10 @@ async def measure(args: argparse.Namespace, redis_url: str, log: IO[bytes]) -> d
         else None,
         "relay_added_latency_ms_p50": round(percentile(delays_ms, 50), 2) if delays_ms else None,
         "relay_added_latency_ms_p99": round(percentile(delays_ms, 99), 2) if delays_ms else None,
-        "failover_s": None,
+        # Each edge's own histogram of the hop (origin's send to its arrival, one host's
+        # clock): the relay alone, without the benchmark's client-side lag.
+        "relay_hop_ms_p99_bound": [None if h is None else round(h * 1000, 2) for h in hops],
+        "failover_s": round(failover, 2) if failover is not None else None,
         # Joins one after another (not a storm): what an edge listener's join costs each side.
         "origin_cpu_ms_per_join": round(join_cpu[0] / len(listeners) * 1000, 2)
         if listeners and args.nodes > 1
