@@ -97,10 +97,15 @@ class MediaRoom:
 
         An offer from a participant that has a peer connection already replaces it
         (a client whose media path died starts a new one): its slots keep their
-        sources, its uplink its place.
+        sources, its uplink its place.  Unless it is an ICE restart of that peer
+        connection (``MediaPeer.restart_ice``): then only its ICE credentials change.
         """
         if participant_id not in self.room.participants:
             raise MediaError(MediaErrorKind.INVALID_STATE, "not in the room")
+        current = self.peers.get(participant_id)
+        if current is not None and (restarted := current.restart_ice(offer_sdp)) is not None:
+            self.stats["ice_restarts"] += 1
+            return restarted
         await self._close_peer(participant_id)
 
         async def handle_rtp(packet: RtpPacket) -> None:

@@ -9,10 +9,12 @@ core and changes with no SDP at all: the slot's SSRC stays, its source moves.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from aioice.utils import random_string
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
@@ -41,6 +43,15 @@ from sfu.stats import DownlinkReport
 from sfu.streams import Sink, SlotFormat
 
 RTT_SMOOTHING = 0.85  # weight of the previous estimate, as aiortc's senders smooth theirs
+_SDP_ATTRIBUTE = re.compile(r"^a=(ice-ufrag|ice-pwd|fingerprint):(.*?)\r?$", re.MULTILINE)
+
+
+def _ice_and_dtls(sdp: str) -> dict[str, str]:
+    """The first ``ice-ufrag``, ``ice-pwd`` and ``fingerprint`` of an SDP (bundled: one each)."""
+    found: dict[str, str] = {}
+    for name, value in _SDP_ATTRIBUTE.findall(sdp):
+        found.setdefault(name, value.strip())
+    return found
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,8 @@ class MediaPeer:
         self._downlink: dict[int, DownlinkReport] = {}  # slot SSRC -> its subscriber's report
         self._slot_ssrcs: frozenset[int] = frozenset()
         self._cname = f"podium-{participant_id}"
+        self._remote: dict[str, str] = {}  # the offer's ICE credentials and DTLS fingerprint
+        self.ice_restarts = 0
         self.pc.on("connectionstatechange", self._state_changed)
 
     @property
@@ -155,12 +168,49 @@ class MediaPeer:
             self._read_receiver_reports(dtls)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
+        self._remote = _ice_and_dtls(offer_sdp)
         return Negotiated(
             answer_sdp=self.pc.localDescription.sdp,
             formats=tuple(_format(t) for t in self._slots),
             has_uplink=uplink is not None,
             uplink_red=uplink_red,
         )
+
+    def restart_ice(self, offer_sdp: str) -> str | None:
+        """The answer to an ICE restart of this very connection, or None if the offer is not
+        one (it has another DTLS fingerprint, the same ICE credentials, or other m-lines).
+
+        aiortc has no ICE restart: the ICE connection takes the offer's new remote
+        credentials and draws new local ones, and the answer is the previous one with
+        them. DTLS, SRTP keys and slots stay: only the client's checks must succeed again
+        (from any address they come from) for media to flow.
+        """
+        local = self.pc.localDescription
+        offered = _ice_and_dtls(offer_sdp)
+        if (
+            local is None
+            or self.pc.connectionState == "closed"
+            or len(offered) != 3
+            or offered["fingerprint"] != self._remote.get("fingerprint")
+            or offered["ice-ufrag"] == self._remote.get("ice-ufrag")
+            or offer_sdp.count("\nm=") != local.sdp.count("\nm=")
+        ):
+            return None
+        transceivers = self.pc.getTransceivers()
+        for ice in {t.receiver.transport.transport for t in transceivers}:
+            connection = ice.iceGatherer._connection
+            if self._mux is not None:
+                self._mux.renew(connection)
+            else:
+                connection._local_username = random_string(16)
+                connection._local_password = random_string(22)
+            connection.remote_username = offered["ice-ufrag"]
+            connection.remote_password = offered["ice-pwd"]
+        ufrag, password = connection.local_username, connection.local_password
+        self._remote = offered
+        self.ice_restarts += 1
+        answer = re.sub(r"^a=ice-ufrag:.*?(\r?)$", f"a=ice-ufrag:{ufrag}\\1", local.sdp, flags=re.M)
+        return re.sub(r"^a=ice-pwd:.*?(\r?)$", f"a=ice-pwd:{password}\\1", answer, flags=re.M)
 
     def attach_transport(self) -> list[Sink]:
         """Once connected: egress writers for each slot (SRTP protect + sendto, no task)."""

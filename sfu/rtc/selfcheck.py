@@ -215,6 +215,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         instance=True,
     ),
     Requirement(
+        "aioice.ice",
+        "Connection",
+        "_local_password",
+        "new ICE credentials for an ICE restart of a live connection",
+        instance=True,
+    ),
+    Requirement(
         "pylibsrtp",
         "Session",
         "_srtp",

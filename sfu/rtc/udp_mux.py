@@ -183,6 +183,13 @@ class UdpMux:
             )
             self._logged_malformed, self._malformed_at_log = now, total
 
+    def renew(self, connection: aioice.ice.Connection) -> None:
+        """An ICE restart: new local credentials, and only they route new addresses."""
+        self.detach(connection)
+        connection._local_username = random_string(16)
+        connection._local_password = random_string(22)
+        self._connections[connection.local_username] = connection
+
     def lookup(self, ufrag: str) -> aioice.ice.Connection | None:
         return self._connections.get(ufrag)
 

@@ -62,7 +62,7 @@ LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 LAG_INTERVAL = 0.1
 """The lag probe sleeps this long and records how late it wakes up."""
 
-COUNTERS = ("packets_in", "bytes_in", "packets_out", "bytes_out", "red_recovered")
+COUNTERS = ("packets_in", "bytes_in", "packets_out", "bytes_out", "red_recovered", "ice_restarts")
 
 
 @dataclass(eq=False)
@@ -332,6 +332,11 @@ class _Collector(Collector):
                 "podium_red_recovered_frames",
                 "red_recovered",
                 "Frames lost on a RED uplink and taken from the next packet's redundancy",
+            ),
+            (
+                "podium_ice_restarts",
+                "ice_restarts",
+                "ICE restarts answered on a live peer connection (DTLS and slots kept)",
             ),
         ):
             yield CounterMetricFamily(name, doc, value=totals.counters.get(key, 0))

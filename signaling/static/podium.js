@@ -14,8 +14,11 @@
 // The client watches its own links: a `ping` every `heartbeat` ms (browsers cannot
 // send WebSocket pings) and the peer connection's state. When either dies it
 // reconnects by itself with backoff and resumes its seat with the token the server
-// handed out at join; a dead media path is renegotiated on a new RTCPeerConnection
-// (the microphone track and the `<audio>` elements of `attachAudio` carry over).
+// handed out at join (in a cluster, through another node when its own is gone); a
+// stalled media path is mended by an ICE restart on the same RTCPeerConnection, and one
+// the server gave up is renegotiated on a new one (the microphone track and the
+// `<audio>` elements of `attachAudio` carry over). A full cluster node's `redirect` is
+// followed, and a draining node's `draining {url}` too.
 // The app sees `reconnecting`, `reconnected` and, when it is over for good,
 // `disconnected {reason}` events (then `close`).
 
@@ -29,6 +32,7 @@ const HEARTBEAT = 2_000; // ms between pings; one unanswered for two of them: th
 const BACKOFF = [250, 1_000]; // ms: first and longest wait between reconnection attempts
 const ATTEMPT_TIMEOUT = 3_000; // ms for one attempt to open the WebSocket and resume
 const MAX_REDIRECTS = 4; // cluster nodes a join may be sent through before giving up
+const ICE_RESTART_AFTER = 2_000; // ms ICE may stay "disconnected" before it is restarted
 // Close code of a socket given up for dead: the server holds the seat (1000 and the
 // browser's 1001 on leaving the page mean the participant left).
 const RESUMING = 4000;
@@ -171,7 +175,10 @@ export class PodiumClient {
     this._backlog = [];
     this.closed = new Promise((resolve) => (this._resolveClosed = resolve));
     this._closing = false;
-    this._recovering = null; // "media" or "socket" while a recovery runs
+    this._recovering = null; // "ice", "media" or "socket" while a recovery runs
+    this._iceTimer = null;
+    /** ICE restarts this client made (diagnostics). */
+    this.iceRestarts = 0;
     this._audioElements = [];
     this._attach(ws);
     const heartbeat = options.heartbeat ?? HEARTBEAT;
@@ -309,9 +316,46 @@ export class PodiumClient {
       if (this.slots[i]) element.srcObject = this.slots[i].stream;
     });
     this._applyLayout();
+    pc.addEventListener("iceconnectionstatechange", () => this._watchIce(pc));
     pc.addEventListener("connectionstatechange", () => {
-      if (pc === this.pc && pc.connectionState === "failed") this._recover("media");
+      if (pc === this.pc && pc.connectionState === "failed") this._recover("ice");
     });
+  }
+
+  /** ICE "disconnected" for ICE_RESTART_AFTER: restart it on this very peer connection. */
+  _watchIce(pc) {
+    if (pc !== this.pc) return;
+    clearTimeout(this._iceTimer);
+    if (pc.iceConnectionState !== "disconnected") return;
+    this._iceTimer = setTimeout(() => {
+      if (pc === this.pc && pc.iceConnectionState === "disconnected") this._recover("ice");
+    }, ICE_RESTART_AFTER);
+  }
+
+  /**
+   * An ICE restart: new credentials offered on the same peer connection; DTLS, SRTP and the
+   * slots' tracks stay. When the server cannot restart it (its side is gone), a new peer
+   * connection; when the socket is down, the socket's recovery takes over.
+   */
+  async _restartIce() {
+    const pc = this.pc;
+    try {
+      pc.restartIce();
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+      await gatheringDone(pc, this.options.gatherTimeout ?? 3000);
+      const offer = withoutMdnsCandidates(pc.localDescription.sdp);
+      const answer = await this.request("offer", { sdp: offer }, { timeout: ATTEMPT_TIMEOUT });
+      if (pc !== this.pc) return;
+      await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+      this.iceRestarts += 1;
+    } catch {
+      if (pc !== this.pc || this.ws.readyState !== WebSocket.OPEN) return;
+      try {
+        await this._newPeerConnection();
+      } catch {
+        // the socket died meanwhile: its recovery negotiates afresh
+      }
+    }
   }
 
   /** Resolves when the peer connection is connected; rejects if it fails or on timeout. */
@@ -576,12 +620,17 @@ export class PodiumClient {
     else this._recover("socket");
   }
 
-  /** Start reconnecting (or only renegotiating media) unless that is under way. */
+  /** Start reconnecting, restarting ICE or renegotiating media, unless a recovery runs. */
   _recover(kind) {
     if (this._closing || this.state === "disconnected") return;
-    if (this._recovering === "socket" || (this._recovering === "media" && kind === "media")) return;
+    if (this._recovering === "socket" || (this._recovering !== null && kind !== "socket")) return;
     this._recovering = kind;
-    const run = kind === "media" ? this._renegotiateMedia() : this._reconnect();
+    const recoveries = {
+      socket: () => this._reconnect(),
+      ice: () => this._restartIce(),
+      media: () => this._renegotiateMedia(),
+    };
+    const run = recoveries[kind]();
     run.finally(() => {
       if (this._recovering === kind) this._recovering = null;
     });
@@ -658,6 +707,8 @@ export class PodiumClient {
         } catch {
           // a later failure is reported again by the peer connection or the socket
         }
+      } else if (this.pc?.iceConnectionState === "disconnected") {
+        await this._restartIce(); // the same seat, the same peer connection: a new ICE path
       }
       this._emit("reconnected", {});
       return;
@@ -806,6 +857,7 @@ export class PodiumClient {
 
   close() {
     this._closing = true;
+    clearTimeout(this._iceTimer);
     this.pc?.close();
     this._releaseMicrophone();
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {

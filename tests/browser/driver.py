@@ -58,6 +58,7 @@ BROWSER_TONE = 1000.0  # Hz, the fake microphone's WAV
 PYTHON_TONE = 440.0  # Hz, the Python speaker's track
 SCENARIO_TIMEOUT = 30.0
 CUTS = (3.0, 10.0, 25.0)  # seconds the browser listener's path is cut, in turn
+ICE_CUT = 10.0  # seconds the browser listener's media path alone is cut
 STEP_TIMEOUT_MS = 10_000
 SETTLE = 12_000  # samples (0.25 s) dropped from recordings: jitter buffer, decoder start
 
@@ -731,6 +732,45 @@ async def reconnect(env: Env) -> dict[str, Any]:
     return {"cuts": cuts, "host_saw_leave": bool(left), "host_saw": told, "screenshots": shots}
 
 
+async def ice_restart(env: Env) -> dict[str, Any]:
+    """The browser listener's media path alone cut for 10 s (its WebSocket stays up): ICE
+    goes "disconnected", podium.js restarts it on the same peer connection, and the audio
+    comes back on it when the path does."""
+    room, shots = "ice-restart", list[str]()
+    await env.client("py-speaker", "speaker", room, publish=ToneTrack(PYTHON_TONE, 0.5))
+    assert env.server.udp is not None
+    link = await Link(env.server.port, env.server.udp.port).start()
+    try:
+        page = await env.page(room, "chrome-listener", "listener", link=link)
+        await page.wait_for_function("window.podiumDemo.client.slotOf('py-speaker') !== undefined")
+        await page.evaluate("() => { window.__pc = window.podiumDemo.client.pc; }")
+        link.cut(tcp=False, udp=True)
+        await asyncio.sleep(ICE_CUT)
+        during = await page.evaluate(
+            "() => { const c = window.podiumDemo.client;"
+            " return {ice: c.pc.iceConnectionState, restarts: c.iceRestarts}; }"
+        )
+        link.restore()
+        back = await page.evaluate(AUDIO_BACK_JS, {"identity": "py-speaker", "timeout": 10000})
+        after = await page.evaluate(
+            "() => { const c = window.podiumDemo.client;"
+            " return {same_pc: c.pc === window.__pc, restarts: c.iceRestarts,"
+            " ice: c.pc.iceConnectionState, state: c.state}; }"
+        )
+        await env.shot(page, "ice-restart-after", shots)
+        await page.context.close()
+    finally:
+        await link.close()
+    peer_restarts = media_of(env.server.rooms[room]).stats.get("ice_restarts", 0)
+    return {
+        "during": during,
+        "audio_back": back,
+        "after": after,
+        "server_ice_restarts": peer_restarts,
+        "screenshots": shots,
+    }
+
+
 async def cluster_failover(env: Env) -> dict[str, Any]:
     """podium.js in a two-node cluster: a full node's redirect is followed, then the node the
     page landed on is killed (-9) and the SDK resumes through the other one by itself."""
@@ -788,9 +828,10 @@ SCENARIOS: dict[str, Callable[[Env], Awaitable[dict[str, Any]]]] = {
     "turn_listener": turn_listener,
     "loss_feedback": loss_feedback,
     "reconnect": reconnect,
+    "ice_restart": ice_restart,
     "cluster_failover": cluster_failover,
 }
-TIMEOUTS = {"reconnect": sum(CUTS) + 40.0}
+TIMEOUTS = {"reconnect": sum(CUTS) + 40.0, "ice_restart": ICE_CUT + 30.0}
 
 
 def spki_hash(cert: Path) -> str:
