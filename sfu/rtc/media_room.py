@@ -92,18 +92,25 @@ class MediaRoom:
         self.room.join(participant_id, may_publish, time.monotonic())
         self._deliver()
 
-    async def connect(self, participant_id: str, offer_sdp: str) -> str:
+    async def connect(self, participant_id: str, offer_sdp: str, ice_restart: bool = False) -> str:
         """Answer ``participant_id``'s offer; raises MediaError.
 
         An offer from a participant that has a peer connection already replaces it
         (a client whose media path died starts a new one): its slots keep their
-        sources, its uplink its place.  Unless it is an ICE restart of that peer
-        connection (``MediaPeer.restart_ice``): then only its ICE credentials change.
+        sources, its uplink its place.  An ICE restart (``ice_restart``) is answered on
+        the current peer connection instead (``MediaPeer.restart_ice``): only its ICE
+        credentials change.
         """
         if participant_id not in self.room.participants:
             raise MediaError(MediaErrorKind.INVALID_STATE, "not in the room")
-        current = self.peers.get(participant_id)
-        if current is not None and (restarted := current.restart_ice(offer_sdp)) is not None:
+        if ice_restart:
+            current = self.peers.get(participant_id)
+            restarted = current.restart_ice(offer_sdp) if current is not None else None
+            if restarted is None:
+                raise MediaError(
+                    MediaErrorKind.INVALID_STATE,
+                    "no peer connection to restart ICE on: offer a new one",
+                )
             self.stats["ice_restarts"] += 1
             return restarted
         await self._close_peer(participant_id)

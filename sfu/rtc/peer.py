@@ -177,8 +177,9 @@ class MediaPeer:
         )
 
     def restart_ice(self, offer_sdp: str) -> str | None:
-        """The answer to an ICE restart of this very connection, or None if the offer is not
-        one (it has another DTLS fingerprint, the same ICE credentials, or other m-lines).
+        """The answer to an ICE restart of this very connection, or None if the offer cannot
+        be one (another DTLS fingerprint, the same ICE credentials, other m-lines, or the
+        connection is closed).
 
         aiortc has no ICE restart: the ICE connection takes the offer's new remote
         credentials and draws new local ones, and the answer is the previous one with

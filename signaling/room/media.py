@@ -25,8 +25,9 @@ PeerLostHandler = Callable[[str, str], Awaitable[None]]
 class MediaFacade(Protocol):
     def join(self, participant_id: str, may_publish: bool) -> None: ...
 
-    async def connect(self, participant_id: str, offer_sdp: str) -> str:
-        """Answer the participant's SDP offer; raises MediaError."""
+    async def connect(self, participant_id: str, offer_sdp: str, ice_restart: bool = False) -> str:
+        """Answer the participant's SDP offer (``ice_restart``: on its current peer
+        connection, whose ICE credentials alone change); raises MediaError."""
         ...
 
     async def leave(self, participant_id: str) -> None: ...

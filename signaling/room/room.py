@@ -211,10 +211,10 @@ class Room:
         if release and not self.participants:
             await self._on_empty(self)
 
-    async def connect_media(self, identity: str, offer_sdp: str) -> str:
+    async def connect_media(self, identity: str, offer_sdp: str, ice_restart: bool = False) -> str:
         """The SDP answer to a participant's offer."""
         try:
-            return await self.media.connect(identity, offer_sdp)
+            return await self.media.connect(identity, offer_sdp, ice_restart)
         except MediaError as exc:
             raise refusal(exc) from exc
 

@@ -302,7 +302,7 @@ def _welcome(session: Session, room: Room, participant: Participant) -> JoinResp
 
 async def _offer(session: Session, request: Offer) -> OfferResponse:
     room, participant = session.require_joined()
-    answer = await room.connect_media(participant.id, request.sdp)
+    answer = await room.connect_media(participant.id, request.sdp, request.ice_restart)
     room.media_restored(participant.id)
     return {"sdp": answer}
 

@@ -344,7 +344,8 @@ export class PodiumClient {
       await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
       await gatheringDone(pc, this.options.gatherTimeout ?? 3000);
       const offer = withoutMdnsCandidates(pc.localDescription.sdp);
-      const answer = await this.request("offer", { sdp: offer }, { timeout: ATTEMPT_TIMEOUT });
+      const request = { sdp: offer, ice_restart: true };
+      const answer = await this.request("offer", request, { timeout: ATTEMPT_TIMEOUT });
       if (pc !== this.pc) return;
       await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
       this.iceRestarts += 1;

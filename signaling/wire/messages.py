@@ -58,6 +58,9 @@ class Join(WireRequest):
 
 class Offer(WireRequest):
     sdp: str
+    ice_restart: bool = False
+    """An ICE restart of the current peer connection (new ICE credentials, same DTLS
+    certificate): answered on it, DTLS, SRTP and slots kept."""
 
 
 class Resume(WireRequest):

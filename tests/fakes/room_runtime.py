@@ -104,7 +104,7 @@ class FakeMedia:
         self.joined[participant_id] = may_publish
         self.calls.append(("join", participant_id))
 
-    async def connect(self, participant_id: str, offer_sdp: str) -> str:
+    async def connect(self, participant_id: str, offer_sdp: str, ice_restart: bool = False) -> str:
         if self.refuse_offer:
             raise MediaError(MediaErrorKind.INVALID_OFFER, "no audio m-line")
         self.connected.add(participant_id)

@@ -130,12 +130,12 @@ class EdgeSession:
             self._send(frame)
             return
         try:
-            sdp = parse_data(Offer, request.data).sdp
+            offer = parse_data(Offer, request.data)
             media = self._media(self.room)
             if media is None or self.identity not in media.room.participants:
                 raise PodiumError(ErrorCode.NOT_JOINED, "send 'join' first")
             try:
-                answer = await media.connect(self.identity, sdp)
+                answer = await media.connect(self.identity, offer.sdp, offer.ice_restart)
             except MediaError as exc:
                 raise refusal(exc) from exc
             self.deliver(encode_response(request.id, {"sdp": answer}))
