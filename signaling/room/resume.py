@@ -8,7 +8,9 @@ a secret resume token at join; while its connection is lost the seat is
 that time hands it back.  A hold that runs out is released as a leave.
 
 No clock and no I/O: the room passes ``now`` and schedules ``next_deadline``.
-A token is single-use: each successful claim issues the next one.
+Each successful claim issues the next token; the one just claimed stays good until
+the new one is used, since the reply that carried the new one may have been lost
+with the connection (the client then retries with the token it has).
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ class SeatHolds:
     def __init__(self, room: str, window: float) -> None:
         self.room = room
         self.window = window
-        self._tokens: dict[str, str] = {}  # token -> identity
+        self._tokens: dict[str, str] = {}  # token -> identity (current and claimed ones)
         self._token_of: dict[str, str] = {}  # identity -> its current token
+        self._claimed: dict[str, str] = {}  # identity -> the token it resumed with, still good
         self._holds: dict[str, Hold] = {}
 
-    def issue(self, identity: str) -> str:
-        """A fresh token for ``identity`` (its previous one stops working).
+    def issue(self, identity: str, claimed: str | None = None) -> str:
+        """A fresh token for ``identity``; every other stops working but ``claimed`` (the
+        one it just resumed with: its reply, and the new token, may never arrive).
 
         The room's name travels in the token so that the server can find the room.
         """
@@ -46,16 +50,25 @@ class SeatHolds:
         token = f"{secrets.token_urlsafe(24)}.{self.room}"
         self._tokens[token] = identity
         self._token_of[identity] = token
+        if claimed is not None:
+            self._tokens[claimed] = identity
+            self._claimed[identity] = claimed
         return token
 
-    def state(self) -> dict[str, str]:
-        """Each identity's current token: a room taken over elsewhere still honours them."""
-        return dict(self._token_of)
+    def state(self) -> dict[str, list[str]]:
+        """Each identity's good tokens: a room taken over elsewhere still honours them."""
+        return {
+            identity: [token, *filter(None, [self._claimed.get(identity)])]
+            for identity, token in self._token_of.items()
+        }
 
-    def restore_state(self, tokens: dict[str, str]) -> None:
-        for identity, token in tokens.items():
+    def restore_state(self, tokens: dict[str, list[str]]) -> None:
+        for identity, (token, *claimed) in tokens.items():
             self._tokens[token] = identity
             self._token_of[identity] = token
+            for old in claimed:
+                self._tokens[old] = identity
+                self._claimed[identity] = old
 
     def hold(self, identity: str, now: float, media: bool = False) -> Hold:
         """Keep ``identity``'s seat for ``window`` seconds (an earlier, sooner hold stays)."""
@@ -94,9 +107,10 @@ class SeatHolds:
         self._holds.pop(identity, None)
 
     def _forget_token(self, identity: str) -> None:
-        token = self._token_of.pop(identity, None)
-        if token is not None:
-            self._tokens.pop(token, None)
+        for tokens in (self._token_of, self._claimed):
+            token = tokens.pop(identity, None)
+            if token is not None:
+                self._tokens.pop(token, None)
 
 
 def room_of(token: str) -> str | None:

@@ -253,10 +253,11 @@ class Room:
             self.broadcast("reconnected", {"participant": identity}, exclude=identity)
         return participant
 
-    def resume_token(self, identity: str) -> str:
-        """A fresh resume token for ``identity`` (the one it had stops working)."""
+    def resume_token(self, identity: str, claimed: str | None = None) -> str:
+        """A fresh resume token for ``identity`` (``claimed``, the one it resumed with,
+        stays good until the new one is used: SeatHolds.issue)."""
         self.revision += 1
-        return self.seats.issue(identity)
+        return self.seats.issue(identity, claimed)
 
     def media_up(self, identity: str) -> bool:
         """Whether ``identity`` has no lost peer connection waiting to be replaced."""

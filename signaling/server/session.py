@@ -270,11 +270,14 @@ async def _resume(session: Session, request: Resume) -> ResumeResponse:
     participant = room.resume(room.seats.claim(token, time.time()), session)
     session.room, session.participant = room, participant
     room.resend_slots(participant.id)
-    return {**_welcome(session, room, participant), "media": room.media_up(participant.id)}
+    welcome = _welcome(session, room, participant, claimed=token)
+    return {**welcome, "media": room.media_up(participant.id)}
 
 
-def _welcome(session: Session, room: Room, participant: Participant) -> JoinResponse:
-    """What a joined (or resumed) client needs to know of the room."""
+def _welcome(
+    session: Session, room: Room, participant: Participant, claimed: str | None = None
+) -> JoinResponse:
+    """What a joined (or resumed, with ``claimed``) client needs to know of the room."""
     server = session.server
     role = room.role(participant.id)
     page = room.attendees.page(limit=50)
@@ -285,7 +288,7 @@ def _welcome(session: Session, room: Room, participant: Participant) -> JoinResp
             **person_info(participant.identity, role, now),
             "metadata": dict(participant.metadata),
         },
-        "resume_token": room.resume_token(participant.id),
+        "resume_token": room.resume_token(participant.id, claimed),
         "resume_window": room.seats.window,
         "room": room.info(),
         "stage": room.stage_view(participant.id),

@@ -20,6 +20,21 @@ def test_a_token_names_its_room_and_reclaims_its_identity_once_reissued() -> Non
     assert holds.claim(second, now=0) == "ann"
 
 
+def test_the_token_a_client_resumed_with_stays_good_until_it_uses_the_next() -> None:
+    """A resume whose reply (with the next token) was lost is retried with the same token."""
+    holds = SeatHolds("r", window=30)
+    first = holds.issue("ann")
+    second = holds.issue("ann", claimed=holds.claim(first, now=0) and first)
+    assert holds.claim(first, now=1) == "ann"  # the retry: still good
+    third = holds.issue("ann", claimed=first)  # its reply arrives this time
+    assert holds.claim(third, now=2) == "ann"
+    holds.issue("ann", claimed=third)  # resumed with the newest: the older ones end
+    for stale in (first, second):
+        with pytest.raises(PodiumError):
+            holds.claim(stale, now=3)
+    assert holds.state()["ann"][1] == third  # kept through a takeover too
+
+
 def test_a_hold_expires_after_the_window_and_an_earlier_deadline_wins() -> None:
     holds = SeatHolds("r", window=30)
     token = holds.issue("ann")
