@@ -372,6 +372,7 @@ def _fuzz(live: LiveRoom, examples: int) -> None:
     assert all(n > 0 for n in dropped.values()), dropped  # the fuzzer reached every path
 
 
+@pytest.mark.slow  # runs in CI, not in the quick default tier
 def test_fuzzed_signaling_and_media_never_break_the_room(live: LiveRoom) -> None:
     _fuzz(live, 150)
 

@@ -67,6 +67,7 @@ async def _restart(client: PodiumClient) -> str:
     return sdp
 
 
+@pytest.mark.slow  # waits out the client's consent checks after the restart
 async def test_an_ice_restart_keeps_the_peer_connection_and_the_audio(
     server: PodiumServer,
 ) -> None:

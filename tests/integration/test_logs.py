@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import aiohttp
+import pytest
 
 from signaling.client.client import PodiumClient
 from signaling.server.dev import DEV_API_KEY, DEV_API_SECRET
@@ -68,6 +69,7 @@ def _run_serve(*options: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SERVE, *options], capture_output=True, text=True, timeout=30)
 
 
+@pytest.mark.slow  # over 5 s: runs in CI, not in the quick default tier
 def test_ports_in_use_and_bad_options_end_in_one_line() -> None:
     with socket.socket() as taken_tcp, socket.socket(type=socket.SOCK_DGRAM) as taken_udp:
         taken_tcp.bind(("127.0.0.1", 0))

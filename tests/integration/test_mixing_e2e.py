@@ -94,6 +94,7 @@ async def test_loud_overlapping_voices_are_limited_not_wrapped(
     assert splatter_db(heard, (A, B)) < -35  # a wrapped sum is about +20, a clipped one -13
 
 
+@pytest.mark.slow  # runs in CI, not in the quick default tier
 async def test_live_switch_forward_mix_forward_keeps_audio_flowing(
     server: PodiumServer, connect: Connect
 ) -> None:

@@ -114,6 +114,7 @@ async def onsets(connect: Connect, server: PodiumServer, bursts: int, silence: f
     assert media_of(server.rooms["room1"]).room.onsets >= bursts
 
 
+@pytest.mark.slow  # over 5 s: runs in CI, not in the quick default tier
 @pytest.mark.parametrize("server", [0.3], indirect=True)
 async def test_short_sounds_after_silence_reach_every_listener(
     server: PodiumServer, connect: Connect

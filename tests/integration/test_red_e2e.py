@@ -12,6 +12,7 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 
+import pytest
 from aiortc.rtp import RtpPacket
 
 from benchmarks.impairment_relay import Impairment, ImpairmentRelay, connect_through
@@ -84,6 +85,7 @@ async def test_red_is_negotiated_where_offered_and_plain_opus_goes_to_everyone_e
     assert abs(dominant_frequency(await record(decoded.slots[0].track, 1.0)) - 440) < 5
 
 
+@pytest.mark.slow  # over 5 s: runs in CI, not in the quick default tier
 async def test_losses_are_repaired_from_red_on_both_legs(server: PodiumServer) -> None:
     uplink = ImpairmentRelay(up=Impairment(loss=0.05), seed=3)
     downlink = ImpairmentRelay(down=Impairment(loss=0.05), seed=4)

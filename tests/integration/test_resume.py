@@ -179,6 +179,7 @@ async def _cut_past_the_window(room: Room, seconds: float, heartbeat: float = 5.
     assert [e.name for e in host.events].count("reconnecting") == 1
 
 
+@pytest.mark.slow  # over 5 s: runs in CI, not in the quick default tier
 async def test_a_cut_longer_than_the_resume_window_ends_in_disconnected(
     short_window: Room,
 ) -> None:
@@ -241,6 +242,7 @@ async def _cut_speaker(room: Room, seconds: float) -> None:
     await eventually(lambda: speaker.client.state == "connected", timeout=10)
 
 
+@pytest.mark.slow  # over 5 s: runs in CI, not in the quick default tier
 async def test_a_speaker_whose_media_path_died_is_heard_again_on_a_new_one(
     quick_consent: Room,
 ) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import pytest
 
 from signaling.server.server import PodiumServer
 from signaling.wire.tokens import mint_token
@@ -103,6 +104,7 @@ RED_ONLY_OFFER = VIDEO_OFFER.replace(
 ).replace("a=rtpmap:96 VP8/90000", "a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111")
 
 
+@pytest.mark.slow  # runs in CI, not in the quick default tier
 async def test_bad_input_barrage_gets_errors_while_audio_keeps_flowing(
     server: PodiumServer, connect: Connect
 ) -> None:

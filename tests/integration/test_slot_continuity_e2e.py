@@ -61,6 +61,7 @@ async def at(epoch: float, offset: float) -> None:
     await asyncio.sleep(max(0.0, epoch + offset - time.monotonic()))
 
 
+@pytest.mark.slow  # over 5 s: runs in CI, not in the quick default tier
 async def test_joins_leaves_and_speaker_changes_keep_every_slot_stream_continuous(
     server: PodiumServer, connect: Connect
 ) -> None:
