@@ -26,6 +26,7 @@ from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPac
 from sfu.consumer import Consumer
 from sfu.errors import MediaError, MediaErrorKind
 from sfu.red import RED_MIME
+from sfu.rtc.reclaim import reclaimer
 from sfu.rtc.tracks import (
     LossSource,
     ParkedTrack,
@@ -108,6 +109,8 @@ class MediaPeer:
         self._slot_ssrcs: frozenset[int] = frozenset()
         self._cname = f"podium-{participant_id}"
         self.pc.on("connectionstatechange", self._state_changed)
+        self._open = True
+        reclaimer.opened()
 
     @property
     def connection_state(self) -> str:
@@ -246,6 +249,9 @@ class MediaPeer:
 
     async def close(self) -> None:
         await self.pc.close()
+        if self._open:  # its memory comes back only by a cyclic-GC pass (sfu/rtc/reclaim.py)
+            self._open = False
+            reclaimer.closed()
 
 
 def _make_sink(dtls: RTCDtlsTransport, rtcp: bool) -> Sink:
