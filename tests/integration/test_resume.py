@@ -264,3 +264,39 @@ async def test_a_socket_the_client_closes_itself_is_a_leave_not_a_lost_link(room
     await listener.client.close()  # a normal closure (1000): the app is done
     await eventually(lambda: host.left("lou"), timeout=5)
     assert "reconnecting" not in host.names()
+
+
+@pytest.fixture
+async def quick_loss() -> AsyncIterator[Room]:
+    """The server notices a dead socket within ~1.5 s and holds the seat 10 s."""
+    async for r in _room(resume_window=10.0, keepalive_interval=1.0):
+        yield r
+
+
+@pytest.mark.parametrize(
+    ("request_kind", "data", "reason"),
+    [
+        ("remove", {"participant": "lou"}, "removed"),
+        ("remove", {"participant": "lou", "ban": True}, "banned"),
+        ("end_room", {}, "room_ended"),
+    ],
+)
+async def test_a_seat_ended_while_the_link_was_down_is_told_on_return(
+    quick_loss: Room, request_kind: str, data: dict[str, Any], reason: str
+) -> None:
+    """Removed, banned or the room ended while the connection was down: the client that
+    comes back within the window learns why, not only that its seat is gone."""
+    room = quick_loss
+    host, _ = await room.join("host", "host", media=False)
+    listener, link = await room.join("lou", cut=True, media=False, heartbeat=1.0)
+    assert link is not None
+    seats = room.server.rooms["room1"].seats
+    link.cut()
+    await eventually(lambda: seats.held("lou") is not None, timeout=10)
+    await host.client.request(request_kind, **data)
+    link.restore()
+    await eventually(lambda: listener.client.state == "disconnected", timeout=10)
+    await eventually(lambda: "disconnected" in listener.names())
+    assert [e.data["reason"] for e in listener.events if e.name == "disconnected"] == [reason]
+    assert listener.client.closed_reason == reason
+    assert "reconnected" not in listener.names()
