@@ -22,6 +22,7 @@ CPython's own rule for its oldest generation.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import time
@@ -33,10 +34,21 @@ MINIMUM = 16  # closed peers before a pass, however few are live
 RATIO = 0.25  # ... or this share of the live ones, when that is more
 
 
+_malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc's; musl has none
+
+
+def collect_and_trim() -> int:
+    """A full collection, then the freed heap pages back to the system (glibc)."""
+    found = gc.collect()
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+    return found
+
+
 class PeerReclaimer:
     """Counts peer connections opened and closed; collects cycles when enough closed."""
 
-    def __init__(self, collect: Callable[[], int] = gc.collect) -> None:
+    def __init__(self, collect: Callable[[], int] = collect_and_trim) -> None:
         self._collect = collect
         self.live = 0
         self.pending = 0  # closed since the last pass
