@@ -10,9 +10,12 @@ without the app doing anything.
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aioice.ice
@@ -301,3 +304,47 @@ async def test_a_seat_ended_while_the_link_was_down_is_told_on_return(
     assert [e.data["reason"] for e in listener.events if e.name == "disconnected"] == [reason]
     assert listener.client.closed_reason == reason
     assert "reconnected" not in listener.names()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run podium.js")
+async def test_podium_js_is_told_of_a_ban_made_while_its_link_was_down(
+    quick_loss: Room, tmp_path: Path
+) -> None:
+    """The browser SDK, run by Node over a real WebSocket, surfaces the server's reason."""
+    room = quick_loss
+    host, _ = await room.join("host", "host", media=False)
+    assert room.server.udp is not None
+    link = await Link(room.server.port, room.server.udp.port).start()
+    room.links.append(link)
+    sdk = tmp_path / "podium.mjs"  # an ES module to Node
+    repo = Path(__file__).resolve().parents[2]
+    sdk.write_text((repo / "signaling" / "static" / "podium.js").read_text())
+    node = await asyncio.create_subprocess_exec(
+        "node", "--experimental-websocket", str(Path(__file__).with_name("node_client.mjs")),
+        sdk.as_uri(), link.url, token("lou"),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert node.stdout is not None
+    events: list[dict[str, Any]] = []
+
+    async def read() -> None:
+        assert node.stdout is not None
+        async for line in node.stdout:
+            events.append(json.loads(line))
+
+    reader = asyncio.create_task(read())
+    try:
+        await eventually(lambda: {"event": "joined"} in events, timeout=10)
+        seats = room.server.rooms["room1"].seats
+        link.cut()
+        await eventually(lambda: seats.held("lou") is not None, timeout=10)
+        await host.client.request("remove", participant="lou", ban=True)
+        link.restore()
+        await eventually(lambda: any(e["event"] == "finished" for e in events), timeout=15)
+    finally:
+        if node.returncode is None:
+            node.kill()
+        await node.wait()
+        reader.cancel()
+    told = [e["data"]["reason"] for e in events if e["event"] == "disconnected"]
+    assert told == ["banned"] and events[-1] == {"event": "finished", "reason": "banned"}
