@@ -140,6 +140,15 @@ class Room:
             self.set_sinks(participant_id, [None] * len(participant.consumers))
 
     def set_uplink(self, participant_id: str, present: bool, now: float) -> None:
+        """``participant_id``'s (new) peer connection has an uplink, or none.
+
+        A new peer connection's uplink numbers its packets afresh (new SSRC, random
+        sequence number and timestamp): the streams carrying it resync as on a switch.
+        Otherwise their numbering jumps by a random amount, which SRTP refuses as a
+        replay half the time (the subscribers hear nothing until it wraps round)."""
+        if present:
+            for stream in self.routing.targets(participant_id):
+                stream.forwarder.detach()
         self._update(participant_id, now, has_uplink=present)
 
     def set_publish_allowed(self, participant_id: str, allowed: bool, now: float) -> None:

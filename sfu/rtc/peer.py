@@ -28,6 +28,7 @@ from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPac
 from sfu.consumer import Consumer
 from sfu.errors import MediaError, MediaErrorKind
 from sfu.red import RED_MIME
+from sfu.rtc.reclaim import reclaimer
 from sfu.rtc.tracks import (
     LossSource,
     ParkedTrack,
@@ -121,6 +122,8 @@ class MediaPeer:
         self._remote: dict[str, str] = {}  # the offer's ICE credentials and DTLS fingerprint
         self.ice_restarts = 0
         self.pc.on("connectionstatechange", self._state_changed)
+        self._open = True
+        reclaimer.opened()
 
     @property
     def connection_state(self) -> str:
@@ -297,6 +300,9 @@ class MediaPeer:
 
     async def close(self) -> None:
         await self.pc.close()
+        if self._open:  # its memory comes back only by a cyclic-GC pass (sfu/rtc/reclaim.py)
+            self._open = False
+            reclaimer.closed()
 
 
 def _make_sink(dtls: RTCDtlsTransport, rtcp: bool) -> Sink:

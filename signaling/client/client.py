@@ -417,8 +417,9 @@ class PodiumClient:
             return
         with contextlib.suppress(Exception):
             await self.ws.close(code=RESUMING)
-        self._events.put_nowait(Event("disconnected", {"reason": reason}))
-        self._finish(reason)
+        if self.closed_reason is None:  # else the server said why (removed...) before refusing
+            self._events.put_nowait(Event("disconnected", {"reason": reason}))
+        self._finish(self.closed_reason or reason)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")

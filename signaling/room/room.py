@@ -32,7 +32,7 @@ from signaling.room.participant import (
     identity_of,
     person_info,
 )
-from signaling.room.resume import DETACHED, SeatHolds
+from signaling.room.resume import DETACHED, Endings, SeatHolds
 from signaling.room.roles import Role
 from signaling.room.settings import RoomSettings
 from signaling.room.stage import (
@@ -131,6 +131,7 @@ class Room:
         observer: RoomObserver = NO_OBSERVER,
         recordings_dir: str | None = None,
         resume_window: float = 0.0,
+        endings: Endings | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -146,7 +147,7 @@ class Room:
         self.media.set_media_mode(MediaMode(self.settings.media_mode))
         self._on_empty = on_empty
         self._attendee_timer: TimerHandle | None = None
-        self.seats = SeatHolds(name, resume_window)
+        self.seats = SeatHolds(name, resume_window, endings)
         self._hold_timer: TimerHandle | None = None
         self._reconnecting: set[str] = set()  # announced to the others as reconnecting
         self._media_lost: set[str] = set()  # peer connection died; a new offer is due
@@ -197,7 +198,7 @@ class Room:
         if participant is None:
             return
         self.revision += 1
-        self.seats.release(identity)
+        self.seats.release(identity, reason, self.clock.time())
         self._reconnecting.discard(identity)
         self._media_lost.discard(identity)
         self._schedule_holds()

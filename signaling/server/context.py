@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from sfu.rtc.udp_mux import UdpMux
+from signaling.room.resume import Endings
 from signaling.room.room import Room
 from signaling.room.settings import RoomSettings
 from signaling.server.config import ServerConfig
@@ -27,6 +28,8 @@ class RequestHooks(Protocol):
 class ServerContext(Protocol):
     config: ServerConfig
     rooms: dict[str, Room]
+    endings: Endings
+    """Why seats ended lately, for the resumes that come after (rooms included)."""
     errors: Counter[str]
     udp: UdpMux | None
     draining: bool

@@ -16,6 +16,7 @@ from sfu.rtc.media_room import MediaRoom
 from sfu.rtc.setup import configure, host_addresses
 from sfu.rtc.udp_mux import UdpMux
 from signaling.room.media import MediaEventHandler, MediaFacade, PeerLostHandler
+from signaling.room.resume import Endings
 from signaling.room.room import Room
 from signaling.room.settings import RoomSettings
 from signaling.server import logs, tls
@@ -40,6 +41,7 @@ class PodiumServer:
         configure(config.media.announce_addresses)
         self.config = config
         self.rooms: dict[str, Room] = {}
+        self.endings = Endings(config.resume_window)  # outlives the rooms: an ended one goes
         self.errors: Counter[str] = Counter()
         self._empty_timers: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Future[None]] = set()
@@ -210,6 +212,7 @@ class PodiumServer:
             observer=self.observer,
             recordings_dir=self.config.recordings_dir,
             resume_window=self.config.resume_window,
+            endings=self.endings,
         )
 
     def _media(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import WSMsgType
 
 from signaling.room.participant import Participant, person_info
-from signaling.room.resume import room_of
+from signaling.room.resume import SeatEnded, room_of
 from signaling.room.roles import Action
 from signaling.room.room import message_info
 from signaling.room.stage import Stage, StageEvent
@@ -114,13 +114,16 @@ class Session:
             logger.warning("dropping slow client %s", self.identity)
             self.close("slow_client")
 
-    def close(self, reason: str) -> None:
-        """Tell the client why, then close; idempotent."""
+    def close(self, reason: str, reply: str | None = None) -> None:
+        """Tell the client why (then give ``reply``, a last request's answer), then close;
+        idempotent.  Why comes first: a browser drops what arrives once it started closing."""
         if self.close_reason is not None:
             return
         self.close_reason = reason
         try:
             self._outbox.put_nowait(encode_event("disconnected", {"reason": reason}))
+            if reply is not None:
+                self._outbox.put_nowait(reply)
             self._outbox.put_nowait(_CLOSE)
         except asyncio.QueueFull:  # stuck behind a slow client: no goodbye, close at once
             if self._writer is not None:
@@ -220,7 +223,10 @@ class Session:
             if error.request_id is None and request is not None:
                 error.request_id = request.id
             self.server.count_error(error.code)
-            self.send(encode_error(error))
+            if isinstance(error, SeatEnded):  # the session is over: why, the refusal, close
+                self.close(error.reason, reply=encode_error(error))
+            else:
+                self.send(encode_error(error))
         except Exception:
             logger.exception("request failed: %r", request)
             internal = PodiumError(
@@ -265,9 +271,13 @@ async def _resume(session: Session, request: Resume) -> ResumeResponse:
     token = request.token
     name = room_of(token)
     room = session.server.rooms.get(name) if name is not None else None
-    if room is None or room.stage.ended:
+    now = time.time()
+    if room is not None and room.stage.ended:
+        raise SeatEnded("room_ended")
+    if room is None:
+        session.server.endings.check(token, now)  # the seat ended with the room, or before
         raise PodiumError(ErrorCode.RESUME_FAILED, "the room is gone: join again")
-    participant = room.resume(room.seats.claim(token, time.time()), session)
+    participant = room.resume(room.seats.claim(token, now), session)
     session.room, session.participant = room, participant
     room.resend_slots(participant.id)
     welcome = _welcome(session, room, participant, claimed=token)

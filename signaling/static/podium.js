@@ -715,8 +715,11 @@ export class PodiumClient {
       return;
     }
     if (this._closing) return;
-    this.closedReason = reason;
-    this._emit("disconnected", { reason });
+    if (this.closedReason === null) {
+      // else the server said why (removed, banned, room_ended) before refusing the resume
+      this.closedReason = reason;
+      this._emit("disconnected", { reason });
+    }
     if (this.ws.readyState === WebSocket.OPEN) this.ws.close(RESUMING);
     this._closedSocket();
   }

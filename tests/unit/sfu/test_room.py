@@ -5,6 +5,7 @@ from __future__ import annotations
 from sfu.events import SlotsChanged
 from sfu.room import Room
 from sfu.routing import RoutingTable
+from sfu.rtp import parse_header
 from sfu.slots import Ranking, assign_slots
 from sfu.streams import SlotFormat, SlotStream
 
@@ -143,3 +144,19 @@ def test_a_slot_that_loses_and_regains_its_speaker_resyncs_its_forwarder() -> No
     room.set_muted("s1", False, 3.0)
     data = forwarder.rewrite("s1", 150, 48000, False, b"x", None, 3.0)
     assert (data[2] << 8 | data[3]) == (forwarder.initial_sequence + 1) & 0xFFFF
+
+
+def test_a_speakers_new_uplink_continues_its_listeners_streams() -> None:
+    """A speaker's new peer connection (its media path died) starts its sequence numbers
+    and timestamps anywhere: its listeners' streams must run on from where they were."""
+    room = Room("r")
+    member(room, "s1", True, 0.0)
+    member(room, "l1", False, 1.0)
+    (stream,) = room.on_rtp("s1", None, 10, 2.0)
+    before = parse_header(stream.forwarder.rewrite("s1", 100, 960, False, b"x", None, 2.0))
+    room.attach_slots("s1", formats(), 5.0)  # the new peer connection
+    room.set_uplink("s1", True, 5.0)
+    (stream,) = room.on_rtp("s1", None, 10, 5.0)
+    after = parse_header(stream.forwarder.rewrite("s1", 40_100, 7_000_000, False, b"x", None, 5.0))
+    assert after.sequence_number == (before.sequence_number + 1) & 0xFFFF
+    assert 0 < (after.timestamp - before.timestamp) % 2**32 <= 3 * 48_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.room.resume import SeatHolds, room_of
+from signaling.room.resume import Endings, SeatEnded, SeatHolds, room_of
 from signaling.wire.errors import PodiumError
 
 
@@ -61,3 +61,39 @@ def test_release_forgets_token_and_hold() -> None:
 @pytest.mark.parametrize("token", ["", "nodot", ".room", "secret."])
 def test_malformed_tokens_name_no_room(token: str) -> None:
     assert room_of(token) is None
+
+
+@pytest.mark.parametrize("reason", ["removed", "banned", "room_ended", "duplicate_identity"])
+def test_a_seat_ended_for_a_reason_tells_it_to_a_resume_within_the_window(reason: str) -> None:
+    holds = SeatHolds("r", window=30)
+    token = holds.issue("ann")
+    holds.release("ann", reason, now=100)
+    with pytest.raises(SeatEnded) as ended:
+        holds.claim(token, now=129.9)
+    assert ended.value.reason == reason and ended.value.code == "resume_failed"
+    with pytest.raises(PodiumError) as late:  # after the window: forgotten
+        holds.claim(token, now=130)
+    assert not isinstance(late.value, SeatEnded)
+
+
+@pytest.mark.parametrize("reason", ["left", "connection_lost", "media_failed", ""])
+def test_a_seat_left_or_lost_is_only_resume_failed(reason: str) -> None:
+    holds = SeatHolds("r", window=30)
+    token = holds.issue("ann")
+    holds.release("ann", reason, now=100)
+    with pytest.raises(PodiumError) as refused:
+        holds.claim(token, now=101)
+    assert not isinstance(refused.value, SeatEnded) and refused.value.code == "resume_failed"
+
+
+def test_endings_are_shared_by_rooms_and_outlive_them() -> None:
+    endings = Endings(window=30)
+    ended_room = SeatHolds("r", 30, endings)
+    token = ended_room.issue("ann")
+    ended_room.release("ann", "room_ended", now=0)
+    del ended_room
+    next_room = SeatHolds("r", 30, endings)  # a new room of the same name
+    with pytest.raises(SeatEnded) as ended:
+        next_room.claim(token, now=1)
+    assert ended.value.reason == "room_ended"
+    endings.check(next_room.issue("bob"), now=1)  # a live token: nothing to tell
