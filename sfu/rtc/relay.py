@@ -38,6 +38,9 @@ from sfu.stats import DurationHistogram
 logger = logging.getLogger(__name__)
 
 KEY_BYTES = 30  # AES-128 key + 112-bit salt (SRTP_AES128_CM_HMAC_SHA1_80)
+NEW_UPLINK_JUMP = 3000
+"""A relayed speaker's sequence numbers jumping by more than this (a minute of audio lost,
+either way) is a new peer connection on its node: numbered afresh, at random."""
 Address = tuple[str, int]
 
 
@@ -178,6 +181,7 @@ class RelayedMediaRoom(MediaRoom):
         super().__init__(room_id, config, on_event, on_peer_lost, udp)
         self.relay = relay
         self.plan = RelayPlan(origin)
+        self._last_seq: dict[str, int] = {}  # relayed speaker -> its latest sequence number
         self._tasks_in: set[asyncio.Task[None]] = set()
         relay.rooms[room_id] = self
 
@@ -223,7 +227,13 @@ class RelayedMediaRoom(MediaRoom):
         elif source not in self.plan.relayed:  # connected here: never from the relay
             self.stats["relay_refused"] += 1
             return
-        if not participant.producer.has_uplink:
+        last = self._last_seq.get(source)
+        self._last_seq[source] = relayed.sequence_number
+        jump = (relayed.sequence_number - (last or 0)) % 65536
+        renewed = last is not None and NEW_UPLINK_JUMP < jump < 65536 - NEW_UPLINK_JUMP
+        if renewed:  # the streams carrying it resync, as on the speaker's own node
+            self.stats["relay_uplink_renewed"] += 1
+        if not participant.producer.has_uplink or renewed:
             self.room.set_uplink(source, True, now)
             self._deliver()
         packet = RtpPacket(
@@ -252,6 +262,7 @@ class RelayedMediaRoom(MediaRoom):
 
     async def leave(self, participant_id: str) -> None:
         await super().leave(participant_id)
+        self._last_seq.pop(participant_id, None)
         self.relay.forget(self.room.id, participant_id)
 
     async def close(self) -> None:

@@ -46,6 +46,22 @@ async def test_a_registered_node_is_heard_once_per_packet(
     assert origin.stats["packets_out"] == 5 and edge.stats["packets_in"] == 5
 
 
+async def test_a_relayed_speakers_new_peer_connection_resyncs_the_streams(
+    endpoints: tuple[RelayEndpoint, RelayEndpoint, RelayedMediaRoom],
+) -> None:
+    """A speaker that renegotiated on its node numbers afresh: its streams here must resync
+    (as on that node), not jump by a random amount that SRTP refuses as replays."""
+    origin, _, media = endpoints
+    for seq in (100, 101, 105, 106):  # a small gap is loss, not a new uplink
+        origin.send(["edge"], tone(seq))
+    await eventually(lambda: media.stats["relay_packets_in"] == 4)
+    assert media.stats["relay_uplink_renewed"] == 0
+    for seq in (40_000, 40_001):  # numbered afresh, at random
+        origin.send(["edge"], tone(seq))
+    await eventually(lambda: media.stats["relay_packets_in"] == 6)
+    assert media.stats["relay_uplink_renewed"] == 1
+
+
 async def test_strangers_wrong_keys_replays_and_tampering_are_refused(
     endpoints: tuple[RelayEndpoint, RelayEndpoint, RelayedMediaRoom],
 ) -> None:
