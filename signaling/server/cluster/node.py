@@ -465,8 +465,12 @@ class ClusterNode:
         with the target's URL) and resumes there.  False when no other node takes joins
         (the server then drains as a single process does).
         """
-        await self._beat()  # "draining" in the registry: no node redirects a join here
-        target = await self._redirect()
+        try:
+            await self._beat()  # "draining" in the registry: no node redirects a join here
+            target = await self._redirect()
+        except (RedisError, OSError) as exc:  # no cluster to hand over to: drain alone
+            logger.warning("cluster: cannot drain through Redis (%s)", exc)
+            return False
         if target is None:
             return False
         for name in list(self._owned):
