@@ -339,7 +339,13 @@ async def test_sigterm_drain_moves_everyone_without_a_leave_or_a_join(
 
     a.process.send_signal(signal.SIGTERM)
     # Each is told and moved, or its edge's room moved: it resumes by itself.
-    await eventually(lambda: all(log.named("reconnected") for log in logs.values()), 20)
+    try:
+        await eventually(lambda: all(log.named("reconnected") for log in logs.values()), 20)
+    except AssertionError:
+        for name, client in clients.items():
+            after = [(e, d) for e, d in logs[name].events[seen[name] :] if e != "speaking"]
+            print(f"{name}: {client.state} at {client.url}, events since SIGTERM {after}")
+        raise
     assert all(log.named("draining") for name, log in logs.items() if name in ("alice", "carol"))
     assert alice.url in (b.url, c.url) and carol.url in (b.url, c.url)
     assert await asyncio.to_thread(a.process.wait, 20) == 0  # A empty: it exits

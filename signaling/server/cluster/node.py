@@ -619,7 +619,11 @@ class ClusterNode:
         remote = self._remote[(edge, conn)] = RemoteSocket(lambda m: self.send(edge, m), conn, edge)
 
         async def serve() -> None:
+            room = message["room"]
             try:
+                if room not in self.server.rooms:  # its adoption here may still be under way
+                    with contextlib.suppress(RedisError):
+                        await self.origin_of(room)
                 await RemoteSession(remote, self.server).run()
             finally:
                 self._remote.pop((edge, conn), None)
