@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from aioice.utils import random_string
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
@@ -37,7 +36,7 @@ from sfu.rtc.tracks import (
     shed_unused,
     tap_receiver,
 )
-from sfu.rtc.udp_mux import MuxTransport, UdpMux
+from sfu.rtc.udp_mux import MuxTransport, UdpMux, new_credentials
 from sfu.rtcp import ReportBlock, parse_receiver_reports
 from sfu.rtp import AUDIO_LEVEL_URI, OPUS_CLOCK_RATE
 from sfu.stats import DownlinkReport
@@ -206,8 +205,7 @@ class MediaPeer:
             if self._mux is not None:
                 self._mux.renew(connection)
             else:
-                connection._local_username = random_string(16)
-                connection._local_password = random_string(22)
+                new_credentials(connection)
             connection.remote_username = offered["ice-ufrag"]
             connection.remote_password = offered["ice-pwd"]
         ufrag, password = connection.local_username, connection.local_password

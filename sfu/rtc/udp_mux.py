@@ -186,8 +186,7 @@ class UdpMux:
     def renew(self, connection: aioice.ice.Connection) -> None:
         """An ICE restart: new local credentials, and only they route new addresses."""
         self.detach(connection)
-        connection._local_username = random_string(16)
-        connection._local_password = random_string(22)
+        new_credentials(connection)
         self._connections[connection.local_username] = connection
 
     def lookup(self, ufrag: str) -> aioice.ice.Connection | None:
@@ -322,6 +321,12 @@ class MuxSocket(asyncio.DatagramProtocol):
             self.batch.close()  # before the fd it writes to is gone
         if self.transport is not None:
             self.transport.close()
+
+
+def new_credentials(connection: aioice.ice.Connection) -> None:
+    """Fresh local ICE credentials (an ICE restart): a ufrag unique among thousands."""
+    connection._local_username = random_string(16)
+    connection._local_password = random_string(22)
 
 
 class MuxTransport(asyncio.DatagramTransport):

@@ -113,6 +113,7 @@ class PodiumClient:
         self._source: MediaStreamTrack | None = None  # the app's uplink track, if any
         self._closing = False
         self._recovery: asyncio.Task[None] | None = None
+        self._mover: asyncio.Task[bool] | None = None  # closing a socket to resume elsewhere
         self._reader = asyncio.create_task(self._read_loop(ws))
 
     # -- connecting ------------------------------------------------------
@@ -366,8 +367,8 @@ class PodiumClient:
     def _move(self, url: str) -> None:
         """The node is draining and names another: resume there now (the seat is kept)."""
         self.url = url
-        if self.state == "connected":
-            asyncio.get_running_loop().create_task(self.ws.close(code=RESUMING))
+        if self.state == "connected":  # kept: a task nobody holds may be collected midway
+            self._mover = asyncio.get_running_loop().create_task(self.ws.close(code=RESUMING))
 
     async def _reconnect(self) -> None:
         """Reopen the WebSocket with backoff and resume the seat within the server's window.
