@@ -24,8 +24,9 @@ class MediaConfig:
     """How often level detection, dominant speaker and slot policy run."""
     speaking_interval: float = 0.3
     """How often speaking-indicator changes are reported."""
-    fanout_chunk: int = 128
-    """Yield to the event loop after this many sends of one packet (big rooms)."""
+    fanout_chunk: int = 256
+    """Yield to the event loop after this many sends of one packet (big rooms): a send
+    batch's capacity, so that a chunk goes out in one ``sendmmsg``; ≈ 2.5 ms of work."""
     sender_report_interval: float = 5.0
     """How often each peer gets one RTCP sender report covering its active slots
     (libwebrtc's interval for audio; RTT estimates refresh at this pace)."""

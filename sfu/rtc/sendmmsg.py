@@ -144,8 +144,6 @@ class SendBatch:
         self._arena = _ffi.new("char[]", capacity * SLOT_BYTES)
         self._view = _ffi.buffer(self._arena)
         base = int(_ffi.cast("uintptr_t", self._arena))
-        # libsrtp's cffi wants its own pointer type: one per slot, made once.
-        self._slots = [srtp_ffi.cast("char *", base + i * SLOT_BYTES) for i in range(capacity)]
         self._iov = _ffi.new("struct iovec[]", capacity)
         self._msgs = _ffi.new("struct mmsghdr[]", capacity)
         for i in range(capacity):
@@ -154,11 +152,24 @@ class SendBatch:
             self._msgs[i].msg_hdr.msg_iovlen = 1
         self._msg_view = _ffi.buffer(self._msgs)
         self._iov_view = _ffi.buffer(self._iov)
-        self._dest: list[Address | None] = [None] * capacity
-        # Where slot i's data, message header and iovec length live, computed once.
-        self._offsets = [i * SLOT_BYTES for i in range(capacity)]
-        self._msg_at = [i * _MSG_BYTES for i in range(capacity)]
-        self._len_at = [i * _IOV_BYTES + _IOV_LEN_AT for i in range(capacity)]
+        # Per slot, made once and read with one index: where its data starts, the
+        # pointer libsrtp's cffi wants (its own pointer type), where its iovec length
+        # and its message header live.
+        self._places = [
+            (
+                i * SLOT_BYTES,
+                srtp_ffi.cast("char *", base + i * SLOT_BYTES),
+                i * _IOV_BYTES + _IOV_LEN_AT,
+                i * _MSG_BYTES,
+            )
+            for i in range(capacity)
+        ]
+        # The target whose address slot i's message header holds: a fan-out to the
+        # same audience fills the same slots in the same order, so the address is
+        # written only when a slot changes hands.  Holding the target keeps the
+        # address buffer the header points at alive (and, for at most ``capacity``
+        # departed listeners, their SRTP context until the slot is reused).
+        self._holders: list[SrtpTarget | None] = [None] * capacity
         # Socket addresses by destination, shared by that destination's targets.
         self._names: dict[Address, tuple[Any, int]] = {}
         self._length = srtp_ffi.new("int *")
@@ -186,9 +197,8 @@ class SendBatch:
             raise ValueError("packet is too long")
         if self._closed:
             raise OSError("the socket is closed")
-        view, slots, dest, offsets = self._view, self._slots, self._dest, self._offsets
-        msg_view, msg_at = self._msg_view, self._msg_at
-        iov_view, len_at = self._iov_view, self._len_at
+        view, places, holders = self._view, self._places, self._holders
+        msg_view, iov_view = self._msg_view, self._iov_view
         set_name, set_len = _NAME.pack_into, _IOV_LEN.pack_into
         length, protect, capacity = self._length, srtp_lib.srtp_protect, self._capacity
         failed = 0
@@ -204,15 +214,16 @@ class SendBatch:
                 self._count = i
                 self.flush()
                 i = 0
-            offset = offsets[i]
+            offset, slot, len_at, msg_at = places[i]
             view[offset : offset + size] = data
             length[0] = size
-            if protect(target.context, slots[i], length):
+            if protect(target.context, slot, length):
                 failed += 1
                 continue
-            set_len(iov_view, len_at[i], length[0])
-            set_name(msg_view, msg_at[i], target.name_at, target.name_len)
-            dest[i] = target.addr
+            set_len(iov_view, len_at, length[0])
+            if holders[i] is not target:
+                set_name(msg_view, msg_at, target.name_at, target.name_len)
+                holders[i] = target
             i += 1
         self._count = i
         if i and not self._flush_scheduled:
@@ -240,13 +251,15 @@ class SendBatch:
                 for i in range(sent, count):  # the transport buffers them
                     size = self._iov[i].iov_len
                     start = i * SLOT_BYTES
-                    destination = self._dest[i]
-                    assert destination is not None
-                    self._fallback(bytes(self._view[start : start + size]), destination)
+                    holder = self._holders[i]
+                    assert holder is not None
+                    self._fallback(bytes(self._view[start : start + size]), holder.addr)
                 sent = count
                 break
             self.errors += 1  # this one datagram is lost (unreachable etc.); go on
-            logger.debug("sendmmsg to %s failed: %s", self._dest[sent], errno.errorcode.get(code))
+            holder = self._holders[sent]
+            assert holder is not None
+            logger.debug("sendmmsg to %s failed: %s", holder.addr, errno.errorcode.get(code))
             sent += 1
         self.datagrams += count
 
@@ -254,7 +267,15 @@ class SendBatch:
         """The socket closes: send what is queued; later writes fail (counted as send errors)."""
         self.flush()
         self._closed = True
+        self._holders = [None] * self._capacity
+
 
     def forget(self, addr: Address) -> None:
-        """A destination left: drop its cached socket address (its targets keep theirs)."""
+        """A destination left: drop its cached socket address (its targets keep theirs)
+        and the slots that hold it, unless a queued message still points at it."""
         self._names.pop(addr, None)
+        holders = self._holders
+        for i in range(self._count, self._capacity):
+            holder = holders[i]
+            if holder is not None and holder.addr == addr:
+                holders[i] = None

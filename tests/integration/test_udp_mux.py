@@ -240,6 +240,42 @@ async def test_batch_protects_in_place_and_sends_once_per_loop_pass() -> None:
         s.close()
 
 
+async def test_batch_slots_changing_hands_send_each_datagram_to_its_own_listener() -> None:
+    """A slot's address is rewritten only when another target takes the slot: audiences
+    in other orders, and one that left, still get exactly their own datagrams."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.1", 0))
+    receivers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    for r in receivers:
+        r.bind(("127.0.0.1", 0))
+        r.settimeout(2)
+    batch = SendBatch(sender.fileno(), lambda data, addr: None, capacity=8)
+    sessions = [srtp_pair() for _ in receivers]
+    a, b, c = (
+        batch.srtp_writer(tx, r.getsockname())
+        for (tx, _), r in zip(sessions, receivers, strict=True)
+    )
+    rounds = [(a, b, c), (c, a), (b,), (a, b, c)]
+    for seq, audience in enumerate(rounds):
+        assert batch.write_all(rtp(seq, b"round"), audience) == 0
+        batch.flush()
+        if seq == 1:
+            batch.forget(receivers[2].getsockname())
+    expected = {
+        target: [rtp(seq, b"round") for seq, audience in enumerate(rounds) if target in audience]
+        for target in (a, b, c)
+    }
+    for target, (_, rx), r in zip((a, b, c), sessions, receivers, strict=True):
+        got = [rx.unprotect(r.recv(2000)) for _ in expected[target]]
+        assert got == expected[target]
+        r.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            r.recv(2000)
+    batch.close()
+    for s in (sender, *receivers):
+        s.close()
+
+
 NAT_SCRIPT = """
 import asyncio
 import aioice
