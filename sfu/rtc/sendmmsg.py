@@ -269,7 +269,6 @@ class SendBatch:
         self._closed = True
         self._holders = [None] * self._capacity
 
-
     def forget(self, addr: Address) -> None:
         """A destination left: drop its cached socket address (its targets keep theirs)
         and the slots that hold it, unless a queued message still points at it."""
