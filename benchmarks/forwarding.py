@@ -306,7 +306,9 @@ def measure(args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
     workers_n = args.workers or max(1, math.ceil(n / MAX_LISTENERS_PER_WORKER[args.listener]))
     port = free_port()
     url = f"ws://{HOST}:{port}/rtc"
-    server_cmd = server_command(args.server_module, port, args.slots)
+    server_cmd = server_command(
+        args.server_module, port, args.slots, "--media-mode", args.media_mode
+    )
     server = start_server(server_cmd, log)
     ctx = multiprocessing.get_context("spawn")
     workers: list[Worker] = []
@@ -430,6 +432,7 @@ def measure(args: argparse.Namespace, log: IO[bytes]) -> dict[str, Any]:
         "seconds": seconds,
         "workers": workers_n,
         "slots": args.slots,
+        "media_mode": args.media_mode,
         "packets_forwarded": forwarded,
         "expected_packets": expected,
         "speaker_packets": speaker_packets,
@@ -649,6 +652,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         choices=("thin", "aiortc"),
         default="thin",
         help="thin: RTP counted off recvmmsg, SRTP verified on a sample; aiortc: full clients",
+    )
+    parser.add_argument(
+        "--media-mode",
+        choices=("forward", "mix"),
+        default="forward",
+        help="mix: listeners get the room's mix (one decode, one encode per tick)",
     )
     parser.add_argument(
         "--server-module",
