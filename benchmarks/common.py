@@ -168,6 +168,8 @@ def server_command(module: str, port: int, slots: int, *extra: str) -> list[str]
         "0",
         "--drain-timeout",  # SIGTERM stops at once: a benchmark's clients never leave
         "0",
+        "--max-connections-per-address",  # every client comes from the one loopback address
+        "1000000",
         *extra,
     ]
 

@@ -45,8 +45,9 @@ class _Counted(asyncio.Protocol):
         self._source = str(peer[0]) if peer else ""
         if self._cap.open[self._source] >= self._cap.max_per_address:
             self._cap.refused += 1
-            assert isinstance(transport, asyncio.Transport)
-            transport.abort()
+            # uvloop's TCP transport has abort() but is no asyncio.Transport subclass.
+            abort = getattr(transport, "abort", transport.close)
+            abort()
             return
         self._cap.open[self._source] += 1
         self._inner = self._factory()

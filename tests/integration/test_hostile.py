@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+import uvloop
 from aioice import stun
 from aiortc import RTCPeerConnection
 
@@ -135,6 +136,30 @@ async def test_connections_per_source_address_are_capped(strict_server: PodiumSe
         http.get(f"http://127.0.0.1:{strict_server.port}/healthz") as response,
     ):
         assert response.status == 200
+
+
+def test_connections_over_the_cap_are_refused_under_uvloop_too() -> None:
+    """``podium serve`` runs on uvloop, whose TCP transport is no ``asyncio.Transport``:
+    a refusal there once raised in ``connection_made`` instead of closing the socket."""
+    errors: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, context: errors.append(context)
+        )
+        server = PodiumServer(make_config(max_connections_per_address=5))
+        await server.start()
+        socks = await _open(server.port, 8)
+        try:
+            await eventually(lambda: sum(_closed_by_server(s) for s in socks) >= 3, timeout=5)
+            assert server.connections.refused == 3
+        finally:
+            for sock in socks:
+                sock.close()
+            await server.stop()
+
+    uvloop.run(main())
+    assert errors == []
 
 
 async def test_hand_toggles_are_rate_limited_before_they_reach_anyone(
