@@ -558,7 +558,7 @@ class Room:
 
     # -- views -------------------------------------------------------------
     def stage_view(self, viewer: str) -> StageView:
-        on_stage = [m for m in self.stage.members() if m.on_stage]
+        on_stage = self.stage.on_stage()
         me = self.stage.member(viewer)
         view: StageView = {
             "speakers": [

@@ -16,6 +16,7 @@ participant themself.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -210,6 +211,11 @@ class Stage:
         self.config = config or StageConfig()
         self._members: dict[str, Member] = {}
         self._by_user: dict[str, str] = {}  # user id -> participant id
+        # Who is on stage, and everyone's place in join order: a join into a big audience
+        # counts and lists the stage without walking the audience.
+        self._on_stage: set[str] = set()
+        self._places: dict[str, int] = {}
+        self._joins = itertools.count()
         # Insertion order is the order hands went up: the queue moderators work through.
         self._hands: dict[str, float] = {}
         self._banned: set[str] = set()
@@ -236,6 +242,10 @@ class Stage:
 
     def members(self) -> list[Member]:
         return list(self._members.values())
+
+    def on_stage(self) -> list[Member]:
+        """Hosts and speakers, in join order (as ``members()`` lists them)."""
+        return [self._members[pid] for pid in sorted(self._on_stage, key=self._places.__getitem__)]
 
     def hand_queue(self) -> list[str]:
         return list(self._hands)
@@ -270,6 +280,8 @@ class Stage:
         self._ended = bool(state["ended"])
         self._members = {m["id"]: _member_from(m) for m in state["members"]}
         self._by_user = {m.identity.user_id: pid for pid, m in self._members.items()}
+        self._on_stage = {pid for pid, m in self._members.items() if m.on_stage}
+        self._places = {pid: next(self._joins) for pid in self._members}
         self._hands = {pid: float(at) for pid, at in state["hands"] if pid in self._members}
         self._banned = set(state["banned"])
         self._attendance = {}
@@ -300,6 +312,9 @@ class Stage:
             muted_by=participant_id if role.on_stage and self.config.join_muted else None,
         )
         self._by_user[identity.user_id] = participant_id
+        self._places[participant_id] = next(self._joins)
+        if role.on_stage:
+            self._on_stage.add(participant_id)
         record = self._attendance.get(identity.user_id)
         visit = Visit(participant_id, now, None, ((role, now),))
         self._attendance[identity.user_id] = AttendanceRecord(
@@ -314,10 +329,11 @@ class Stage:
         self._require_open()
         if identity.user_id in self._banned:
             raise PodiumError(ErrorCode.BANNED, f"{identity.user_id!r} is banned from this room")
-        others = [m for pid, m in self._members.items() if pid != replacing]
-        if len(others) >= self.config.max_participants:
+        others = len(self._members) - (replacing in self._members)
+        if others >= self.config.max_participants:
             raise PodiumError(ErrorCode.ROOM_FULL, "the room is full")
-        if role.on_stage and sum(m.on_stage for m in others) >= self.config.max_on_stage:
+        on_stage = len(self._on_stage) - (replacing in self._on_stage)
+        if role.on_stage and on_stage >= self.config.max_on_stage:
             raise PodiumError(ErrorCode.STAGE_FULL, "the stage is full")
 
     def leave(self, participant_id: str, now: float) -> Left:
@@ -522,11 +538,17 @@ class Stage:
             muted_by = target.id
             self._hands.pop(target.id, None)
         self._members[target.id] = replace(target, role=new, invited_by=None, muted_by=muted_by)
+        if new.on_stage:
+            self._on_stage.add(target.id)
+        else:
+            self._on_stage.discard(target.id)
         self._update_visit(target, lambda v: replace(v, roles=(*v.roles, (new, now))))
         return RoleChanged(target.id, target.role, new, by)
 
     def _drop(self, participant_id: str, now: float) -> None:
         member = self._members.pop(participant_id)
+        self._on_stage.discard(participant_id)
+        del self._places[participant_id]
         self._hands.pop(participant_id, None)
         self._hand_limits.forget(participant_id)
         del self._by_user[member.identity.user_id]

@@ -351,3 +351,29 @@ def test_snapshot_is_plain_data() -> None:
 def test_config_is_validated(config: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         StageConfig(**config)  # type: ignore[arg-type]
+
+
+def test_on_stage_lists_the_stage_in_join_order_through_every_change() -> None:
+    """``on_stage()`` is kept as roles change, not found by walking the audience: it must
+    always be what filtering ``members()`` gives, restored state included."""
+    stage = make_stage(a=L, b=S, c=L, d=M)
+
+    def consistent(s: Stage) -> list[str]:
+        listed = [m.id for m in s.on_stage()]
+        assert listed == [m.id for m in s.members() if m.on_stage]
+        return listed
+
+    assert consistent(stage) == ["host", "b", "d"]
+    stage.invite_to_stage("host", "c", 1.0)
+    stage.accept_invite("c", 2.0)
+    assert consistent(stage) == ["host", "b", "c", "d"]  # join order, not stage order
+    stage.move_to_audience("host", "b", 3.0)
+    stage.leave("d", 4.0)
+    assert consistent(stage) == ["host", "c"]
+    stage.join("b2", identity("b2"), S, 5.0)
+    assert consistent(stage) == ["host", "c", "b2"]
+    restored = Stage()
+    restored.restore_state(stage.state())
+    assert consistent(restored) == ["host", "c", "b2"]
+    restored.join("e", identity("e"), S, 6.0)
+    assert consistent(restored) == ["host", "c", "b2", "e"]
