@@ -27,7 +27,9 @@ Consent freshness (RFC 7675) is kept as ICE-lite servers such as mediasoup
 keep it: every client re-checks the pair every ~5 s, and a pair whose client
 has sent no authenticated check for ``consent_timeout`` seconds is closed.
 The server sends no consent checks of its own: with thousands of listeners
-those were a STUN transaction per listener every 5 s each way.
+those were a STUN transaction per listener every 5 s each way.  Nor does it
+keep a timer per connection: one sweep every ``consent_timeout / 6`` closes
+the connections whose last check is too old.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class UdpMux:
         self.port = port
         self.sockets: list[MuxSocket] = []
         self._connections: dict[str, aioice.ice.Connection] = {}
+        # Connected ICE connections -> when their client's last check came, and the
+        # future that tells each one its consent expired.
+        self._consent: dict[aioice.ice.Connection, _Consent] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
         self._logged_malformed = -LOG_INTERVAL
         self._malformed_at_log = 0
@@ -88,6 +94,7 @@ class UdpMux:
             raise
         hosts = ", ".join(s.announced for s in self.sockets)
         logger.info("ICE/media on UDP port %d (%s)", self.port, hosts)
+        self._sweeper = asyncio.create_task(self._sweep_consent())
 
     async def _bind(self, address: str) -> MuxSocket:
         loop = asyncio.get_running_loop()
@@ -106,6 +113,9 @@ class UdpMux:
         return sock
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for sock in self.sockets:
             sock.close()
         self.sockets = []
@@ -148,19 +158,23 @@ class UdpMux:
 
     def _keep_consent_from_checks(self, connection: aioice.ice.Connection) -> None:
         """Consent lasts while the client's authenticated checks keep coming (module doc)."""
-        last_check = time.monotonic()
         checked = connection.check_incoming  # aioice calls it once a check is authenticated
+        watched = self._consent
 
         def check_incoming(
             message: stun.Message, addr: tuple[str, int], protocol: aioice.ice.StunProtocol
         ) -> None:
-            nonlocal last_check
-            last_check = time.monotonic()
+            consent = watched.get(connection)
+            if consent is not None:
+                consent.last_check = time.monotonic()
             checked(message, addr, protocol)
 
-        async def query_consent() -> None:
-            while time.monotonic() - last_check <= self.consent_timeout:
-                await asyncio.sleep(self.consent_timeout / 6)
+        async def query_consent() -> None:  # aioice starts it once ICE has completed
+            consent = watched[connection] = _Consent(asyncio.get_running_loop().create_future())
+            try:
+                await consent.expired
+            finally:
+                del watched[connection]
             logger.info("ICE consent expired (no check for %.0f s)", self.consent_timeout)
             self.stats["consent_expired"] += 1
             connection._query_consent_task = None  # close() must not cancel this task
@@ -168,6 +182,14 @@ class UdpMux:
 
         connection.check_incoming = check_incoming  # type: ignore[method-assign]
         connection.query_consent = query_consent  # type: ignore[method-assign]
+
+    async def _sweep_consent(self) -> None:
+        while True:
+            await asyncio.sleep(self.consent_timeout / 6)
+            stale = time.monotonic() - self.consent_timeout
+            for consent in self._consent.values():
+                if consent.last_check < stale and not consent.expired.done():
+                    consent.expired.set_result(None)
 
     def malformed(self, addr: Address) -> None:
         """Count a datagram that broke a parser; warn about them only now and then."""
@@ -321,6 +343,16 @@ class MuxSocket(asyncio.DatagramProtocol):
             self.batch.close()  # before the fd it writes to is gone
         if self.transport is not None:
             self.transport.close()
+
+
+class _Consent:
+    """One connected ICE connection's consent: its client's last check, and its expiry."""
+
+    __slots__ = ("expired", "last_check")
+
+    def __init__(self, expired: asyncio.Future[None]) -> None:
+        self.expired = expired
+        self.last_check = time.monotonic()  # ICE has just completed: a check just came
 
 
 def new_credentials(connection: aioice.ice.Connection) -> None:
