@@ -15,15 +15,24 @@ from signaling.server.config import ServerConfig
 from signaling.server.server import PodiumServer
 from signaling.wire.tokens import mint_token
 
+HEAVY_TIERS = ("browser", "bench", "cluster")
 TIERS = ("unit", "integration", "browser", "bench", "cluster")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test's tier is the folder it lives in (tests/unit/, tests/integration/, ...)."""
+    """Each test's tier is the folder it lives in (tests/unit/, tests/integration/, ...).
+
+    The tiers that keep a core busy (Chromium, benchmark runs, clusters of server
+    processes) share one xdist worker, one test at a time (``--dist loadgroup``): the
+    other worker meanwhile runs the tests that mostly wait on real-time audio and timers.
+    """
     for item in items:
         tier = next((t for t in TIERS if t in item.path.parts), None)
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
+        if tier in HEAVY_TIERS:
+            item.add_marker(pytest.mark.xdist_group("heavy"))
 
 
 API_KEY = "testkey"
