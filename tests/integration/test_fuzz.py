@@ -372,11 +372,15 @@ def _fuzz(live: LiveRoom, examples: int) -> None:
     assert all(n > 0 for n in dropped.values()), dropped  # the fuzzer reached every path
 
 
+# The fuzzer keeps a core busy and the test bounds the room's silence: on the worker
+# of the CPU-heavy tiers, not beside them (tests/conftest.py).
+@pytest.mark.xdist_group("heavy")
 @pytest.mark.slow  # runs in CI, not in the quick default tier
 def test_fuzzed_signaling_and_media_never_break_the_room(live: LiveRoom) -> None:
     _fuzz(live, 150)
 
 
+@pytest.mark.xdist_group("heavy")
 @pytest.mark.slow
 def test_fuzzed_signaling_and_media_at_length(live: LiveRoom) -> None:
     _fuzz(live, 2000)
