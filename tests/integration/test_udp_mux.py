@@ -200,13 +200,19 @@ def rtp(seq: int, payload: bytes) -> bytes:
     return struct.pack("!BBHII", 0x80, 111, seq, seq * 960, 0x1234) + payload
 
 
-async def test_batch_protects_in_place_and_sends_once_per_loop_pass() -> None:
+def loopback_sockets(receivers: int) -> tuple[socket.socket, list[socket.socket]]:
+    """A sending UDP socket and ``receivers`` receiving ones (2 s timeout), on loopback."""
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.bind(("127.0.0.1", 0))
-    receivers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
-    for r in receivers:
+    others = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(receivers)]
+    for r in others:
         r.bind(("127.0.0.1", 0))
         r.settimeout(2)
+    return sender, others
+
+
+async def test_batch_protects_in_place_and_sends_once_per_loop_pass() -> None:
+    sender, receivers = loopback_sockets(3)
     fallback: list[bytes] = []
     batch = SendBatch(sender.fileno(), lambda data, addr: fallback.append(data), capacity=4)
     sessions = [srtp_pair() for _ in receivers]
@@ -243,12 +249,7 @@ async def test_batch_protects_in_place_and_sends_once_per_loop_pass() -> None:
 async def test_batch_slots_changing_hands_send_each_datagram_to_its_own_listener() -> None:
     """A slot's address is rewritten only when another target takes the slot: audiences
     in other orders, and one that left, still get exactly their own datagrams."""
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender.bind(("127.0.0.1", 0))
-    receivers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
-    for r in receivers:
-        r.bind(("127.0.0.1", 0))
-        r.settimeout(2)
+    sender, receivers = loopback_sockets(3)
     batch = SendBatch(sender.fileno(), lambda data, addr: None, capacity=8)
     sessions = [srtp_pair() for _ in receivers]
     a, b, c = (
