@@ -174,7 +174,8 @@ class UdpMux:
             try:
                 await consent.expired
             finally:
-                del watched[connection]
+                if watched.get(connection) is consent:
+                    del watched[connection]
             logger.info("ICE consent expired (no check for %.0f s)", self.consent_timeout)
             self.stats["consent_expired"] += 1
             connection._query_consent_task = None  # close() must not cancel this task
