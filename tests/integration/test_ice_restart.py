@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from aioice.ice import Connection
@@ -22,19 +21,11 @@ from aiortc import RTCSessionDescription
 from signaling.client.client import PodiumClient
 from signaling.server.server import PodiumServer
 from signaling.wire.errors import PodiumError
-from tests.conftest import LOOPBACK, eventually, make_config, token
+from tests.conftest import LOOPBACK, eventually, token
 from tests.media import ToneTrack
 from tests.rooms import media_of
 
 ROOM = "restart"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[PodiumServer]:
-    server = PodiumServer(make_config())
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def _ice(client: PodiumClient) -> Connection:

@@ -63,11 +63,17 @@ def test_malformed_tokens_name_no_room(token: str) -> None:
     assert room_of(token) is None
 
 
-@pytest.mark.parametrize("reason", ["removed", "banned", "room_ended", "duplicate_identity"])
-def test_a_seat_ended_for_a_reason_tells_it_to_a_resume_within_the_window(reason: str) -> None:
+def released(reason: str) -> tuple[SeatHolds, str]:
+    """Ann's seat, released at t=100 for ``reason``, and the token she would resume with."""
     holds = SeatHolds("r", window=30)
     token = holds.issue("ann")
     holds.release("ann", reason, now=100)
+    return holds, token
+
+
+@pytest.mark.parametrize("reason", ["removed", "banned", "room_ended", "duplicate_identity"])
+def test_a_seat_ended_for_a_reason_tells_it_to_a_resume_within_the_window(reason: str) -> None:
+    holds, token = released(reason)
     with pytest.raises(SeatEnded) as ended:
         holds.claim(token, now=129.9)
     assert ended.value.reason == reason and ended.value.code == "resume_failed"
@@ -78,9 +84,7 @@ def test_a_seat_ended_for_a_reason_tells_it_to_a_resume_within_the_window(reason
 
 @pytest.mark.parametrize("reason", ["left", "connection_lost", "media_failed", ""])
 def test_a_seat_left_or_lost_is_only_resume_failed(reason: str) -> None:
-    holds = SeatHolds("r", window=30)
-    token = holds.issue("ann")
-    holds.release("ann", reason, now=100)
+    holds, token = released(reason)
     with pytest.raises(PodiumError) as refused:
         holds.claim(token, now=101)
     assert not isinstance(refused.value, SeatEnded) and refused.value.code == "resume_failed"
