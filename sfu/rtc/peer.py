@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from aiortc import (
     RTCConfiguration,
-    RTCPeerConnection,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
@@ -27,6 +26,7 @@ from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPac
 from sfu.consumer import Consumer
 from sfu.errors import MediaError, MediaErrorKind
 from sfu.red import RED_MIME
+from sfu.rtc.answering import AnsweringPeerConnection
 from sfu.rtc.reclaim import reclaimer
 from sfu.rtc.tracks import (
     LossSource,
@@ -107,7 +107,7 @@ class MediaPeer:
     ) -> None:
         self.participant_id = participant_id
         self._audience_loss = audience_loss
-        self.pc = RTCPeerConnection(configuration)
+        self.pc = AnsweringPeerConnection(configuration)
         self._mux = mux
         self._on_rtp = on_rtp
         self._on_state = on_state
@@ -168,11 +168,10 @@ class MediaPeer:
         self._slot_ssrcs = frozenset(t.sender._ssrc for t in self._slots)
         for dtls in {t.receiver.transport for t in transceivers}:
             self._read_receiver_reports(dtls)
-        answer = await self.pc.createAnswer()
-        await self.pc.setLocalDescription(answer)
+        answer_sdp = await self.pc.answer()
         self._remote = _ice_and_dtls(offer_sdp)
         return Negotiated(
-            answer_sdp=self.pc.localDescription.sdp,
+            answer_sdp=answer_sdp,
             formats=tuple(_format(t) for t in self._slots),
             has_uplink=uplink is not None,
             uplink_red=uplink_red,

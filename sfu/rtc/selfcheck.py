@@ -20,7 +20,59 @@ class Requirement:
     instance: bool = False  # set in the owner's code as ``self.<name>``, not a class attribute
 
 
+ANSWER = "answer an offer without re-parsing the answer (sfu/rtc/answering.py)"
+
 REQUIREMENTS: tuple[Requirement, ...] = (
+    Requirement(
+        "aiortc.rtcpeerconnection",
+        "RTCPeerConnection",
+        "_RTCPeerConnection__gather",
+        ANSWER,
+    ),
+    Requirement(
+        "aiortc.rtcpeerconnection",
+        "RTCPeerConnection",
+        "_RTCPeerConnection__remoteDescription",
+        ANSWER,
+    ),
+    Requirement(
+        "aiortc.rtcpeerconnection",
+        "RTCPeerConnection",
+        "_RTCPeerConnection__setSignalingState",
+        ANSWER,
+    ),
+    Requirement(
+        "aiortc.rtcpeerconnection",
+        "RTCPeerConnection",
+        "_RTCPeerConnection__connect",
+        ANSWER,
+    ),
+    Requirement(
+        "aiortc.rtcpeerconnection",
+        "RTCPeerConnection",
+        "__cname",
+        ANSWER,
+        instance=True,
+    ),
+    Requirement(
+        "aiortc.rtcpeerconnection",
+        "RTCPeerConnection",
+        "__currentLocalDescription",
+        ANSWER,
+        instance=True,
+    ),
+    Requirement(
+        "aiortc.rtcpeerconnection",
+        "RTCPeerConnection",
+        "__pendingLocalDescription",
+        ANSWER,
+        instance=True,
+    ),
+    Requirement("aiortc.rtcpeerconnection", "", "create_media_description_for_transceiver", ANSWER),
+    Requirement("aiortc.rtcpeerconnection", "", "and_direction", ANSWER),
+    Requirement("aiortc.rtcrtptransceiver", "RTCRtpTransceiver", "_setCurrentDirection", ANSWER),
+    Requirement("aiortc.rtcdtlstransport", "RTCDtlsTransport", "_set_role", ANSWER),
+    Requirement("aiortc.rtcdtlstransport", "RTCDtlsTransport", "_role", ANSWER, instance=True),
     Requirement(
         "aiortc.rtcrtpreceiver",
         "RTCRtpReceiver",

@@ -35,9 +35,11 @@ the connections whose last check is too old.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import errno
 import logging
+import os
 import socket
 import time
 from collections import Counter
@@ -47,7 +49,6 @@ from typing import Any, cast
 import aioice.ice
 from aioice import stun
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aioice.utils import random_string
 
 from sfu.rtc.sendmmsg import Address, SendBatch, available
 
@@ -128,7 +129,7 @@ class UdpMux:
         to the connection changes here (aioice draws 4 characters, too few to
         be unique among thousands of connections).
         """
-        connection._local_username = random_string(16)
+        connection._local_username = ice_string(16)
 
         async def get_component_candidates(
             component: int, addresses: list[str], timeout: int = 5
@@ -356,10 +357,16 @@ class _Consent:
         self.last_check = time.monotonic()  # ICE has just completed: a check just came
 
 
+def ice_string(length: int) -> str:
+    """``length`` random ICE characters (letters, digits, ``+``, ``/``: RFC 8839) from one
+    system-random draw; aioice's ``random_string`` makes a system call per character."""
+    return base64.b64encode(os.urandom(length * 3 // 4 + 1)).decode()[:length]
+
+
 def new_credentials(connection: aioice.ice.Connection) -> None:
     """Fresh local ICE credentials (an ICE restart): a ufrag unique among thousands."""
-    connection._local_username = random_string(16)
-    connection._local_password = random_string(22)
+    connection._local_username = ice_string(16)
+    connection._local_password = ice_string(22)
 
 
 class MuxTransport(asyncio.DatagramTransport):

@@ -19,6 +19,7 @@ from pylibsrtp import Policy, Session
 
 from sfu.config import MediaConfig
 from sfu.rtc.sendmmsg import SendBatch, available
+from sfu.rtc.udp_mux import ice_string
 from signaling.client.client import PodiumClient
 from signaling.server.cli import build_parser
 from signaling.server.server import PodiumServer
@@ -370,3 +371,10 @@ def test_podium_serve_behind_a_nat_starts_under_uvloop_and_clients_get_media() -
     assert f"0.0.0.0:{UDP_PORT}" in result["sockets"]
     assert result["remote"] == [NAT_ADDRESS, UDP_PORT]
     assert abs(result["frequency"] - TONE) < 5
+
+
+@pytest.mark.parametrize("length", [16, 22, 256])
+def test_ice_strings_are_ice_characters_of_the_asked_length(length: int) -> None:
+    drawn = {ice_string(length) for _ in range(200)}
+    assert len(drawn) == 200
+    assert all(re.fullmatch(f"[A-Za-z0-9+/]{{{length}}}", s) for s in drawn)
