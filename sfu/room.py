@@ -120,7 +120,8 @@ class Room:
         self._reassign(now, rebuild=bool(replaced), newcomer=participant)
 
     def set_sinks(self, participant_id: str, sinks: Sequence[Sink | None]) -> None:
-        """The I/O layer can now write to ``participant_id``'s slots (transport up)."""
+        """The I/O layer can now write to ``participant_id``'s slots (transport up), or
+        writes elsewhere (the same transport on a new path: what was sent still counts)."""
         participant = self.participants.get(participant_id)
         if participant is None:
             return
@@ -128,8 +129,9 @@ class Room:
             stream = consumer.stream
             if stream is not None:
                 stream.remove(consumer)
+            moved = consumer.sink is not None and sink is not None
             consumer.sink = sink
-            consumer.rebase(stream, carry=False)  # it is sent what comes from now on
+            consumer.rebase(stream, carry=moved)  # else it is sent what comes from now on
             if stream is not None:
                 stream.add(consumer)
 

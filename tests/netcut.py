@@ -86,10 +86,18 @@ class Link:
         self._outer, self.outer = await loop.create_datagram_endpoint(
             lambda: _Socket(self, self._from_client), local_addr=(HOST, 0)
         )
-        self._inner, self.inner = await loop.create_datagram_endpoint(
+        await self.rebind()
+        return self
+
+    async def rebind(self) -> None:
+        """Give the client another address, as the server sees it (another network, a NAT
+        rebinding): the relay's server-facing socket moves to a new port, the old one closes."""
+        old = getattr(self, "_inner", None)
+        self._inner, self.inner = await asyncio.get_running_loop().create_datagram_endpoint(
             lambda: _Socket(self, self._from_server), local_addr=(HOST, 0)
         )
-        return self
+        if old is not None:
+            old.close()
 
     def _from_client(self, data: bytes, addr: Address) -> None:
         self.client = addr

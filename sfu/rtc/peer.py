@@ -8,12 +8,14 @@ core and changes with no SDP at all: the slot's SSRC stays, its source moves.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import aioice.ice
 from aiortc import (
     RTCConfiguration,
     RTCRtpTransceiver,
@@ -120,6 +122,8 @@ class MediaPeer:
         self._cname = f"podium-{participant_id}"
         self._remote: dict[str, str] = {}  # the offer's ICE credentials and DTLS fingerprint
         self.ice_restarts = 0
+        self._followed: set[aioice.ice.Connection] = set()
+        self._moved: asyncio.Future[None] | None = None
         self.pc.on("connectionstatechange", self._state_changed)
         self._open = True
         reclaimer.opened()
@@ -207,11 +211,29 @@ class MediaPeer:
                 new_credentials(connection)
             connection.remote_username = offered["ice-ufrag"]
             connection.remote_password = offered["ice-pwd"]
+            self._follow_nomination(connection)
         ufrag, password = connection.local_username, connection.local_password
         self._remote = offered
         self.ice_restarts += 1
         answer = re.sub(r"^a=ice-ufrag:.*?(\r?)$", f"a=ice-ufrag:{ufrag}\\1", local.sdp, flags=re.M)
         return re.sub(r"^a=ice-pwd:.*?(\r?)$", f"a=ice-pwd:{password}\\1", answer, flags=re.M)
+
+    def _follow_nomination(self, connection: aioice.ice.Connection) -> None:
+        """After a restart the client may nominate a pair at another address (its network
+        changed): aioice then sends there, and so must the sinks, which hold an address.
+        The room is told the peer is connected again, and attaches new sinks."""
+        if connection in self._followed:
+            return
+        self._followed.add(connection)
+        complete = connection.check_complete
+
+        def check_complete(pair: aioice.ice.CandidatePair) -> None:
+            before = connection._nominated.get(pair.component)
+            complete(pair)
+            if connection._nominated.get(pair.component) is not before and self._open:
+                self._moved = asyncio.ensure_future(self._state_changed())
+
+        connection.check_complete = check_complete  # type: ignore[method-assign]
 
     def attach_transport(self) -> list[Sink]:
         """Once connected: egress writers for each slot (SRTP protect + sendto, no task)."""

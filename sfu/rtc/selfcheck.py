@@ -142,6 +142,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         instance=True,
     ),
     Requirement("aioice.ice", "Connection", "_nominated", "find the nominated pair", instance=True),
+    Requirement(
+        "aioice.ice",
+        "Connection",
+        "check_complete",
+        "move a peer's sinks to the pair the client nominates after an ICE restart",
+    ),
     Requirement("aioice.ice", "", "get_host_addresses", "announce configured host addresses"),
     Requirement(
         "aiortc.rtcrtpsender",

@@ -23,6 +23,7 @@ from signaling.server.server import PodiumServer
 from signaling.wire.errors import PodiumError
 from tests.conftest import LOOPBACK, eventually, token
 from tests.media import ToneTrack
+from tests.netcut import Link, client_class
 from tests.rooms import media_of
 
 ROOM = "restart"
@@ -56,6 +57,58 @@ async def _restart(client: PodiumClient) -> str:
     connection.remote_username, connection.remote_password = _credentials(sdp)
     await client.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
     return sdp
+
+
+async def _nominate(client: PodiumClient) -> None:
+    """What a browser's controlling agent does once its restarted checks succeed: a check
+    with USE-CANDIDATE on the pair it picked (aioice's consent checks never nominate)."""
+    connection = _ice(client)
+    pair = connection._nominated[1]
+    assert connection.remote_password is not None
+    await pair.protocol.request(
+        connection.build_request(pair, nominate=True),
+        pair.remote_addr,
+        integrity_key=connection.remote_password.encode(),
+    )
+
+
+async def test_an_ice_restart_from_another_address_moves_the_audio_there(
+    server: PodiumServer,
+) -> None:
+    """The case an ICE restart is for: the listener's network changed under it."""
+    assert server.udp is not None
+    link = await Link(server.port, server.udp.port).start()
+    speaker = await PodiumClient.connect(
+        server.url,
+        token("spk", "speaker", room=ROOM),
+        publish=ToneTrack(440),
+        host_addresses=LOOPBACK,
+    )
+    arrivals: list[float] = []
+    listener = await client_class(link).connect(
+        link.url,
+        token("lis", "listener", room=ROOM),
+        host_addresses=LOOPBACK,
+        on_packet=lambda slot, packet: arrivals.append(time.monotonic()),
+    )
+    try:
+        await eventually(lambda: len(arrivals) > 20, timeout=10)
+        peer = media_of(server.rooms[ROOM]).peers["lis"]
+        await link.rebind()  # the server's packets to the old address are now lost
+        await _restart(listener)
+        await _nominate(listener)
+        restarted = time.monotonic()
+        await eventually(lambda: sum(t > restarted + 0.5 for t in arrivals) > 20, timeout=5)
+        server_side = peer.pc.getTransceivers()[0].receiver.transport.transport
+        assert server_side.iceGatherer._connection._nominated[1].remote_addr == (
+            "127.0.0.1",
+            link.inner_port,
+        )
+        assert peer.connection_state == "connected"
+    finally:
+        await listener.close()
+        await speaker.close()
+        await link.close()
 
 
 @pytest.mark.slow  # waits out the client's consent checks after the restart

@@ -77,6 +77,25 @@ def test_a_ranked_speaker_gets_a_personal_stream_that_never_carries_itself() -> 
     assert len(s2.got[0]) == 3 and s2.got[1] == []  # s1 in slot 0, never itself
 
 
+def test_new_sinks_for_a_live_transport_keep_its_counts_and_a_new_transport_restarts_them() -> None:
+    room = make_room()
+    Subscriber(room, "s1", True, 0.0)
+    listener = Subscriber(room, "l1", False, 0.0)
+    for seq in range(3):
+        send(room, "s1", seq, 1.0 + seq * 0.02)
+    consumer = room.participants["l1"].consumers[0]
+    assert consumer.packets == 3
+    moved: list[bytes] = []
+    room.set_sinks("l1", [moved.append, None])  # the same transport on a new path
+    send(room, "s1", 3, 1.06)
+    assert consumer.packets == 4 and len(moved) == 1 and len(listener.got[0]) == 3
+    assert parse_header(moved[0]).sequence_number == listener.headers(0)[-1].sequence_number + 1
+    room.clear_sinks("l1")  # the transport is gone; a new one starts counting afresh
+    room.set_sinks("l1", [moved.append, None])
+    send(room, "s1", 4, 1.08)
+    assert consumer.packets == 1
+
+
 def test_moving_between_streams_keeps_the_numbering_and_flags_the_move() -> None:
     room = make_room()
     Subscriber(room, "s1", True, 0.0)
