@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -119,7 +120,8 @@ class MediaRoom:
             await self._forward(participant_id, packet)
 
         async def handle_state(state: str) -> None:
-            if self.peers.get(participant_id) is peer:  # not a replaced one
+            current = self.peers.get(participant_id)
+            if current is not None and current is this():  # not a replaced one
                 await self._peer_state(participant_id, state)
 
         def heard_loss() -> float:
@@ -133,6 +135,7 @@ class MediaRoom:
             self._udp,
             heard_loss if self.config.loss_feedback else None,
         )
+        this = weakref.ref(peer)  # handle_state is the peer's: a strong reference is a cycle
         self.peers[participant_id] = peer
         try:
             negotiated = await peer.negotiate(

@@ -29,7 +29,7 @@ from sfu.consumer import Consumer
 from sfu.errors import MediaError, MediaErrorKind
 from sfu.red import RED_MIME
 from sfu.rtc.answering import AnsweringPeerConnection
-from sfu.rtc.reclaim import reclaimer
+from sfu.rtc.reclaim import reclaimer, unlink
 from sfu.rtc.tracks import (
     LossSource,
     ParkedTrack,
@@ -319,8 +319,9 @@ class MediaPeer:
 
     async def close(self) -> None:
         await self.pc.close()
-        if self._open:  # its memory comes back only by a cyclic-GC pass (sfu/rtc/reclaim.py)
+        if self._open:  # reference counting frees it once its cycles are broken
             self._open = False
+            unlink(self.pc)
             reclaimer.closed()
 
 

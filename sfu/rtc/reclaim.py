@@ -1,23 +1,25 @@
-"""Give a closed peer connection's memory back: a full cyclic-GC pass now and then.
+"""Give a closed peer connection's memory back: break its cycles, and collect the rest.
 
 A closed aiortc peer connection is not freed by reference counting: its
-objects form cycles (the DTLS transport's event emitter holds bound methods
-of the peer connection, a receiver's cancelled task holds a traceback whose
-frame holds the receiver, aioice's connection and protocol hold each other),
-and those cycles keep its OpenSSL connection, SRTP sessions and jitter
-buffers alive.  A peer that lived for minutes sits in the oldest generation,
-which the server's GC tuning (``signaling.server.cli.tune_gc``: thresholds
-20 000/20/20, for the per-packet path) collects once in 8 million net
-allocations: in practice never.  Measured (docs/benchmarks.md, "Soak"): RSS
-grew ~16 KB per join/offer/leave cycle without end; with a full collection
-every 50 cycles it stays flat.
+objects form cycles (the transports' event emitters hold bound methods of
+the peer connection, a receiver's cancelled RTCP task holds a traceback
+whose frame holds the receiver, aioice's connection, candidate pairs and
+protocols hold each other, and the adapter's own per-object overrides close
+over the objects they override), and those cycles keep its OpenSSL
+connection and SRTP sessions alive.  ``unlink`` breaks them once the peer
+connection is closed, and reference counting frees it at once (measured:
+a closed listener left 399 objects to the collector; it leaves none now).
 
-So every closed peer counts, and once the closed ones since the last pass
-reach a quarter of the live ones (at least ``MINIMUM``) a full collection
-runs, soon after, on the event loop.  Its cost grows with the live heap, and
-so does the number of closes between two passes: constant per close, as
-CPython's own rule for its oldest generation; but each pass stalls the loop
-(17-40 ms with 60 listeners: docs/operations.md).
+The session around it still leaves cycles (aiohttp's WebSocket response,
+request and protocol hold each other), and the server's GC tuning
+(``signaling.server.cli.tune_gc``: thresholds 20 000/20/20, for the
+per-packet path) collects the oldest generation once in 8 million net
+allocations: in practice never.  So every closed peer counts, and once the
+closed ones since the last pass reach a quarter of the live ones (at least
+``MINIMUM``) a full collection runs, soon after, on the event loop.  Its
+cost grows with the live heap, and so does the number of closes between two
+passes: constant per close, as CPython's own rule for its oldest
+generation; each pass stalls the loop (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ import ctypes
 import gc
 import logging
 import time
+import types
 from collections.abc import Callable
+
+from aiortc import RTCPeerConnection
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,35 @@ def collect_and_trim() -> int:
     if _malloc_trim is not None:
         _malloc_trim(0)
     return found
+
+
+def unlink(pc: RTCPeerConnection) -> None:
+    """Break the reference cycles of ``pc``, closed, so that reference counting frees it."""
+    emitters: list[object] = [pc]
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        _drop_overrides(receiver)
+        _drop_overrides(transceiver.sender)
+        # A cancelled task keeps its CancelledError, whose traceback holds the loop's frame.
+        receiver._RTCRtpReceiver__rtcp_task = None  # type: ignore[attr-defined]
+        dtls = receiver.transport
+        ice = dtls.transport
+        connection = ice.iceGatherer._connection
+        connection._check_list.clear()  # pairs -> protocols -> connection
+        connection._nominated.clear()
+        _drop_overrides(dtls)
+        _drop_overrides(connection)
+        emitters += [dtls, ice, ice.iceGatherer]
+    for emitter in emitters:
+        emitter.remove_all_listeners()  # type: ignore[attr-defined]
+
+
+def _drop_overrides(owner: object) -> None:
+    """Remove the functions set on ``owner`` itself (the adapter's overrides of its
+    methods: each closes over ``owner``); its class's methods show through again."""
+    for name, value in list(vars(owner).items()):
+        if isinstance(value, types.FunctionType):
+            delattr(owner, name)
 
 
 class PeerReclaimer:

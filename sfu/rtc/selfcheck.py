@@ -145,6 +145,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "aioice.ice",
         "Connection",
+        "_check_list",
+        "break a closed connection's cycles (sfu/rtc/reclaim.py)",
+        instance=True,
+    ),
+    Requirement(
+        "aioice.ice",
+        "Connection",
         "check_complete",
         "move a peer's sinks to the pair the client nominates after an ICE restart",
     ),

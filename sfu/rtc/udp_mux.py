@@ -401,7 +401,12 @@ class MuxTransport(asyncio.DatagramTransport):
         self._closing = True
         self.socket.release(self)
         self.socket.mux.detach(self.protocol.receiver)
-        asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+        asyncio.get_running_loop().call_soon(self._lost)
+
+    def _lost(self) -> None:
+        """Tell the protocol, then let go of it: the two refer to each other."""
+        self.protocol.connection_lost(None)
+        del self.protocol
 
     def abort(self) -> None:
         self.close()

@@ -16,6 +16,7 @@ from sfu.rtc import reclaim
 from sfu.rtc.peer import MediaPeer
 from signaling.client.client import PodiumClient
 from signaling.server.server import PodiumServer
+from signaling.server.session import Session
 from tests.conftest import LOOPBACK, eventually, make_config, token, udp_sockets
 from tests.media import ToneTrack
 
@@ -105,16 +106,44 @@ def media_peers() -> int:
     return sum(isinstance(o, MediaPeer) for o in gc.get_objects())
 
 
-async def test_closed_peer_connections_are_freed_without_automatic_gc(
+def sessions() -> int:
+    return sum(isinstance(o, Session) for o in gc.get_objects())
+
+
+async def test_closed_peer_connections_are_freed_by_reference_counting(
     quick_server: PodiumServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A closed aiortc peer connection lives in reference cycles (with its OpenSSL
-    connection and SRTP sessions); the server's own passes free them, whatever the
-    automatic GC does: the server's tuning runs it over old objects almost never,
-    and here it is off."""
-    monkeypatch.setattr(reclaim, "MINIMUM", 4)
+    connection and SRTP sessions) until the server breaks them: then it is freed at once,
+    with the automatic GC off and no pass of the server's own."""
+    monkeypatch.setattr(reclaim, "MINIMUM", 1000)
     gc.collect()
     baseline = media_peers()
+    passes = reclaim.reclaimer.passes
+    gc.disable()
+    try:
+        for i in range(12):
+            speaker = await join(quick_server, f"s{i}", "speaker", publish=ToneTrack(440))
+            client = await join(quick_server, f"l{i}")
+            await asyncio.sleep(0.1)  # media flows: the receivers' tasks have run
+            for leaving in (client, speaker):
+                await leaving.leave()
+                await leaving.close()
+        await eventually(lambda: not quick_server.rooms)
+        await eventually(lambda: media_peers() == baseline, timeout=3)
+        assert reclaim.reclaimer.passes == passes
+    finally:
+        gc.enable()
+
+
+async def test_the_server_collects_what_closed_sessions_leave(
+    quick_server: PodiumServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session's WebSocket objects (aiohttp's) still form cycles: every MINIMUM closed
+    peers, a full collection frees them, whatever the automatic GC does (here: off)."""
+    monkeypatch.setattr(reclaim, "MINIMUM", 4)
+    gc.collect()
+    baseline = sessions()
     gc.disable()
     try:
         for i in range(12):
@@ -123,6 +152,6 @@ async def test_closed_peer_connections_are_freed_without_automatic_gc(
             await client.close()
         await eventually(lambda: not quick_server.rooms)
         # At most MINIMUM - 1 closed since the last pass, and the one closing during it.
-        assert media_peers() - baseline <= reclaim.MINIMUM
+        assert sessions() - baseline <= reclaim.MINIMUM
     finally:
         gc.enable()
