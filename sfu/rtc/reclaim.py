@@ -53,14 +53,14 @@ def collect_and_trim() -> int:
 
 def unlink(pc: RTCPeerConnection) -> None:
     """Break the reference cycles of ``pc``, closed, so that reference counting frees it."""
+    transceivers = pc.getTransceivers()
     emitters: list[object] = [pc]
-    for transceiver in pc.getTransceivers():
-        receiver = transceiver.receiver
-        _drop_overrides(receiver)
+    for transceiver in transceivers:
+        _drop_overrides(transceiver.receiver)
         _drop_overrides(transceiver.sender)
         # A cancelled task keeps its CancelledError, whose traceback holds the loop's frame.
-        receiver._RTCRtpReceiver__rtcp_task = None  # type: ignore[attr-defined]
-        dtls = receiver.transport
+        transceiver.receiver._RTCRtpReceiver__rtcp_task = None  # type: ignore[attr-defined]
+    for dtls in {t.receiver.transport for t in transceivers}:  # one, when bundled
         ice = dtls.transport
         connection = ice.iceGatherer._connection
         connection._check_list.clear()  # pairs -> protocols -> connection

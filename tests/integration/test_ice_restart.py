@@ -59,6 +59,27 @@ async def _restart(client: PodiumClient) -> str:
     return sdp
 
 
+async def _speaker_and_listener(
+    server: PodiumServer, link: Link | None = None
+) -> tuple[PodiumClient, PodiumClient, list[float]]:
+    """A speaker's tone, and a listener (through ``link``, if given) who notes each
+    packet's arrival time."""
+    speaker = await PodiumClient.connect(
+        server.url,
+        token("spk", "speaker", room=ROOM),
+        publish=ToneTrack(440),
+        host_addresses=LOOPBACK,
+    )
+    arrivals: list[float] = []
+    listener = await (PodiumClient if link is None else client_class(link)).connect(
+        server.url if link is None else link.url,
+        token("lis", "listener", room=ROOM),
+        host_addresses=LOOPBACK,
+        on_packet=lambda slot, packet: arrivals.append(time.monotonic()),
+    )
+    return speaker, listener, arrivals
+
+
 async def _nominate(client: PodiumClient) -> None:
     """What a browser's controlling agent does once its restarted checks succeed: a check
     with USE-CANDIDATE on the pair it picked (aioice's consent checks never nominate)."""
@@ -78,19 +99,7 @@ async def test_an_ice_restart_from_another_address_moves_the_audio_there(
     """The case an ICE restart is for: the listener's network changed under it."""
     assert server.udp is not None
     link = await Link(server.port, server.udp.port).start()
-    speaker = await PodiumClient.connect(
-        server.url,
-        token("spk", "speaker", room=ROOM),
-        publish=ToneTrack(440),
-        host_addresses=LOOPBACK,
-    )
-    arrivals: list[float] = []
-    listener = await client_class(link).connect(
-        link.url,
-        token("lis", "listener", room=ROOM),
-        host_addresses=LOOPBACK,
-        on_packet=lambda slot, packet: arrivals.append(time.monotonic()),
-    )
+    speaker, listener, arrivals = await _speaker_and_listener(server, link)
     try:
         await eventually(lambda: len(arrivals) > 20, timeout=10)
         peer = media_of(server.rooms[ROOM]).peers["lis"]
@@ -115,19 +124,7 @@ async def test_an_ice_restart_from_another_address_moves_the_audio_there(
 async def test_an_ice_restart_keeps_the_peer_connection_and_the_audio(
     server: PodiumServer,
 ) -> None:
-    speaker = await PodiumClient.connect(
-        server.url,
-        token("spk", "speaker", room=ROOM),
-        publish=ToneTrack(440),
-        host_addresses=LOOPBACK,
-    )
-    arrivals: list[float] = []
-    listener = await PodiumClient.connect(
-        server.url,
-        token("lis", "listener", room=ROOM),
-        host_addresses=LOOPBACK,
-        on_packet=lambda slot, packet: arrivals.append(time.monotonic()),
-    )
+    speaker, listener, arrivals = await _speaker_and_listener(server)
     try:
         await eventually(lambda: len(arrivals) > 20, timeout=10)
         media = media_of(server.rooms[ROOM])
