@@ -17,6 +17,7 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,27 +52,32 @@ EventHandler = Callable[[RouterEvent], None]
 PeerLostHandler = Callable[[str, str], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class MediaRoomSetup:
+    """What a room's media is built from, whichever kind of node serves it."""
+
+    room_id: str
+    config: MediaConfig
+    on_event: EventHandler
+    on_peer_lost: PeerLostHandler
+    udp: UdpMux | None = None
+
+
 class MediaRoom:
     """One room's media, behind the narrow API the signaling layer uses (its ``MediaFacade``).
 
     Everything else here (peers, the core room, the mixing engine) is the adapter's own.
     """
 
-    def __init__(
-        self,
-        room_id: str,
-        config: MediaConfig,
-        on_event: EventHandler,
-        on_peer_lost: PeerLostHandler,
-        udp: UdpMux | None = None,
-    ) -> None:
+    def __init__(self, setup: MediaRoomSetup) -> None:
+        config, on_event = setup.config, setup.on_event
         policy: SlotPolicy = (
             LoudestPolicy(hold=config.speaker_hold)
             if config.slot_policy == "loudest"
             else ArrivalOrderPolicy()
         )
         observer = ActivityObserver(speaking_interval=config.speaking_interval)
-        self.room = Room(room_id, policy, observer, slots=config.slots)
+        self.room = Room(setup.room_id, policy, observer, slots=config.slots)
         self.config = config
         self.peers: dict[str, MediaPeer] = {}
         self.stats: Counter[str] = Counter()
@@ -80,8 +86,8 @@ class MediaRoom:
         self._red_uplinks: dict[str, RedReceiver] = {}  # speakers whose uplink is RED
         self._red_encoders: dict[str, RedEncoder] = {}  # per source: RED for RED subscribers
         self._on_event = on_event
-        self._on_peer_lost = on_peer_lost
-        self._udp = udp
+        self._on_peer_lost = setup.on_peer_lost
+        self._udp = setup.udp
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Future[None]] = set()  # peers dropped by _drop_peer
         self.mixing = MixingEngine(self.room, config, self._fanout, on_event)

@@ -28,11 +28,9 @@ from aiortc.rtp import RtpPacket
 from pylibsrtp import Error as SrtpError
 from pylibsrtp import Policy, Session
 
-from sfu.config import MediaConfig
 from sfu.producer import VOICE_LEVEL
 from sfu.relay import RelayPacket, RelayPlan, RelayStreams, decode, encode, relay_delay
-from sfu.rtc.media_room import EventHandler, MediaRoom, PeerLostHandler
-from sfu.rtc.udp_mux import UdpMux
+from sfu.rtc.media_room import MediaRoom, MediaRoomSetup
 from sfu.stats import DurationHistogram
 
 logger = logging.getLogger(__name__)
@@ -168,22 +166,13 @@ class RelayEndpoint(asyncio.DatagramProtocol):
 class RelayedMediaRoom(MediaRoom):
     """A room's media on one node of a cluster (module doc): local peers plus the relay."""
 
-    def __init__(
-        self,
-        room_id: str,
-        config: MediaConfig,
-        on_event: EventHandler,
-        on_peer_lost: PeerLostHandler,
-        udp: UdpMux | None,
-        relay: RelayEndpoint,
-        origin: str | None,
-    ) -> None:
-        super().__init__(room_id, config, on_event, on_peer_lost, udp)
+    def __init__(self, setup: MediaRoomSetup, relay: RelayEndpoint, origin: str | None) -> None:
+        super().__init__(setup)
         self.relay = relay
         self.plan = RelayPlan(origin)
         self._last_seq: dict[str, int] = {}  # relayed speaker -> its latest sequence number
         self._tasks_in: set[asyncio.Task[None]] = set()
-        relay.rooms[room_id] = self
+        relay.rooms[setup.room_id] = self
 
     async def _forward(self, participant_id: str, packet: RtpPacket) -> None:
         await super()._forward(participant_id, packet)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from sfu.rtc import selfcheck
-from sfu.rtc.media_room import MediaRoom
+from sfu.rtc.media_room import MediaRoom, MediaRoomSetup
 from sfu.rtc.setup import configure, host_addresses
 from sfu.rtc.udp_mux import UdpMux
 from signaling.room.media import MediaEventHandler, MediaFacade, PeerLostHandler
@@ -218,9 +218,10 @@ class PodiumServer:
     def _media(
         self, name: str, on_event: MediaEventHandler, on_peer_lost: PeerLostHandler
     ) -> MediaFacade:
+        setup = MediaRoomSetup(name, self.config.media, on_event, on_peer_lost, self.udp)
         if self.cluster is not None:
-            return self.cluster.origin_media(name, on_event, on_peer_lost)
-        return MediaRoom(name, self.config.media, on_event, on_peer_lost, self.udp)
+            return self.cluster.origin_media(setup)
+        return MediaRoom(setup)
 
     async def room_idle(self, room: Room) -> None:
         """An ended room closes at once, an empty one after ``empty_timeout`` (so do its bans)."""

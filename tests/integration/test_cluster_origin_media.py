@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sfu.config import MediaConfig
+from sfu.rtc.media_room import MediaRoomSetup
 from sfu.rtc.relay import RelayEndpoint
 from signaling.server.cluster.media import OriginMedia
 
@@ -22,8 +23,8 @@ async def test_commands_go_to_the_participants_edge_and_drops_to_the_others() ->
         sent.append((node, message["op"], message["pid"], message["value"]))
 
     media = OriginMedia(
-        "r", MediaConfig(), lambda e: None, _noop, None, RelayEndpoint("127.0.0.1"), "A",
-        lambda room, pid: placement.get(pid), command,
+        MediaRoomSetup("r", MediaConfig(), lambda e: None, _noop), RelayEndpoint("127.0.0.1"),
+        "A", lambda room, pid: placement.get(pid), command,
     )  # fmt: skip
     media.join("alice", True)  # connected to the origin itself: nobody is told
     media.join("bob", False)

@@ -8,6 +8,7 @@ import pytest
 
 from sfu.config import MediaConfig
 from sfu.relay import RelayPacket, encode
+from sfu.rtc.media_room import MediaRoomSetup
 from sfu.rtc.relay import RelayedMediaRoom, RelayEndpoint, new_key
 from tests.conftest import eventually
 
@@ -23,7 +24,9 @@ async def endpoints() -> AsyncIterator[tuple[RelayEndpoint, RelayEndpoint, Relay
     await edge.start()
     origin.set_peers({"edge": (("127.0.0.1", edge.port), edge.key)})
     edge.set_peers({"origin": (("127.0.0.1", origin.port), origin.key)})
-    media = RelayedMediaRoom("r", MediaConfig(), lambda e: None, _noop, None, edge, "origin")
+    media = RelayedMediaRoom(
+        MediaRoomSetup("r", MediaConfig(), lambda e: None, _noop), edge, "origin"
+    )
     yield origin, edge, media
     await media.close()
     origin.close()

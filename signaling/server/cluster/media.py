@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sfu.config import MediaConfig
-from sfu.rtc.media_room import EventHandler, PeerLostHandler
+from sfu.rtc.media_room import MediaRoomSetup
 from sfu.rtc.relay import RelayedMediaRoom, RelayEndpoint
-from sfu.rtc.udp_mux import UdpMux
 
 Command = Callable[[str, dict[str, Any]], None]
 """(node, message): sent to that node's inbox, in order."""
@@ -26,17 +24,13 @@ Placement = Callable[[str, str], tuple[str, str] | None]
 class OriginMedia(RelayedMediaRoom):
     def __init__(
         self,
-        room_id: str,
-        config: MediaConfig,
-        on_event: EventHandler,
-        on_peer_lost: PeerLostHandler,
-        udp: UdpMux | None,
+        setup: MediaRoomSetup,
         relay: RelayEndpoint,
         node_id: str,
         placement: Placement,
         command: Command,
     ) -> None:
-        super().__init__(room_id, config, on_event, on_peer_lost, udp, relay, origin=None)
+        super().__init__(setup, relay, origin=None)
         self._node_id = node_id
         self._placement = placement
         self._command = command

@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 
 from sfu.events import RouterEvent, SlotsChanged
 from sfu.mixer import MIX, is_mix
-from sfu.rtc.media_room import EventHandler, PeerLostHandler
+from sfu.rtc.media_room import MediaRoomSetup
 from sfu.rtc.relay import RelayedMediaRoom, RelayEndpoint
 from signaling.room.media import MediaFacade
 from signaling.room.resume import room_of
@@ -357,21 +357,9 @@ class ClusterNode:
                 "in a cluster a room is joined by a connection's first request",
             )
 
-    def origin_media(
-        self, name: str, on_event: EventHandler, on_peer_lost: PeerLostHandler
-    ) -> MediaFacade:
+    def origin_media(self, setup: MediaRoomSetup) -> MediaFacade:
         """The media of a room this node is the origin of."""
-        return OriginMedia(
-            name,
-            self.server.config.media,
-            on_event,
-            on_peer_lost,
-            self.server.udp,
-            self.relay,
-            self.id,
-            self._placement,
-            self._command,
-        )
+        return OriginMedia(setup, self.relay, self.id, self._placement, self._command)
 
     def _placement(self, room: str, participant: str) -> tuple[str, str] | None:
         """(edge node, connection) a participant's client is served through, None if here."""
@@ -636,14 +624,15 @@ class ClusterNode:
         media = self.edge_rooms.get(room)
         if op == "join":
             if media is None:
-                media = self.edge_rooms[room] = RelayedMediaRoom(
+                setup = MediaRoomSetup(
                     room,
                     self.server.config.media,
                     self._edge_event_handler(room),
                     self._edge_peer_lost,
                     self.server.udp,
-                    self.relay,
-                    origin=message["origin"],
+                )
+                media = self.edge_rooms[room] = RelayedMediaRoom(
+                    setup, self.relay, origin=message["origin"]
                 )
                 self._refresh_peers_soon(message["origin"])
             await media.drop_relayed(pid)  # connected here now: never from the relay
