@@ -35,6 +35,7 @@ from sfu.room import Room
 from sfu.rtc.levels import PcmDecoder
 from sfu.rtc.mixing import MixingEngine
 from sfu.rtc.peer import MediaPeer
+from sfu.rtc.reclaim import reclaimer
 from sfu.rtc.sendmmsg import write_all
 from sfu.rtc.setup import rtc_configuration
 from sfu.rtc.stats import uplink_samples
@@ -235,6 +236,7 @@ class MediaRoom:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        reclaimer.watch(self)  # a room's parts refer to each other: the reclaimer frees them
 
     # -- packet path -----------------------------------------------------
     async def _forward(self, participant_id: str, packet: RtpPacket) -> None:

@@ -322,7 +322,7 @@ class MediaPeer:
         if self._open:  # reference counting frees it once its cycles are broken
             self._open = False
             unlink(self.pc)
-            reclaimer.closed()
+            reclaimer.closed(self.pc)
 
 
 def _make_sink(dtls: RTCDtlsTransport, rtcp: bool) -> Sink:

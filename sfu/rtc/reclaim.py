@@ -1,4 +1,4 @@
-"""Give a closed peer connection's memory back: break its cycles, and collect the rest.
+"""Give a closed peer connection's memory back: break its cycles, collect what escapes.
 
 A closed aiortc peer connection is not freed by reference counting: its
 objects form cycles (the transports' event emitters hold bound methods of
@@ -6,20 +6,20 @@ the peer connection, a receiver's cancelled RTCP task holds a traceback
 whose frame holds the receiver, aioice's connection, candidate pairs and
 protocols hold each other, and the adapter's own per-object overrides close
 over the objects they override), and those cycles keep its OpenSSL
-connection and SRTP sessions alive.  ``unlink`` breaks them once the peer
-connection is closed, and reference counting frees it at once (measured:
-a closed listener left 399 objects to the collector; it leaves none now).
-
-The session around it still leaves cycles (aiohttp's WebSocket response,
-request and protocol hold each other), and the server's GC tuning
+connection and SRTP sessions alive.  The server's GC tuning
 (``signaling.server.cli.tune_gc``: thresholds 20 000/20/20, for the
-per-packet path) collects the oldest generation once in 8 million net
-allocations: in practice never.  So every closed peer counts, and once the
-closed ones since the last pass reach a quarter of the live ones (at least
-``MINIMUM``) a full collection runs, soon after, on the event loop.  Its
-cost grows with the live heap, and so does the number of closes between two
-passes: constant per close, as CPython's own rule for its oldest
-generation; each pass stalls the loop (docs/operations.md).
+per-packet path) collects the oldest generation almost never, and a full
+collection over thousands of peers' objects stalls the event loop for tens
+to hundreds of milliseconds.
+
+So ``unlink`` breaks those cycles once a peer connection is closed, and
+reference counting frees it at once (measured: a closed listener left 399
+objects to the collector; it leaves none now); the signaling layer does the
+same for what a session leaves.  What escapes (a closed room's objects, a
+path not measured, another library version) is still caught: the reclaimer
+looks again a moment after each close, counts what is still alive then, and
+once those reach a quarter of the live peers (at least ``MINIMUM``) runs one
+full collection.
 """
 
 from __future__ import annotations
@@ -30,14 +30,16 @@ import gc
 import logging
 import time
 import types
+import weakref
 from collections.abc import Callable
 
 from aiortc import RTCPeerConnection
 
 logger = logging.getLogger(__name__)
 
-MINIMUM = 16  # closed peers before a pass, however few are live
-RATIO = 0.25  # ... or this share of the live ones, when that is more
+MINIMUM = 16  # escaped objects before a pass, however few peers are live
+RATIO = 0.25  # ... or this share of the live peers, when that is more
+GRACE = 1.0  # seconds after a close: the tasks that finish it may hold it until then
 
 
 _malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc's; musl has none
@@ -81,33 +83,42 @@ def _drop_overrides(owner: object) -> None:
 
 
 class PeerReclaimer:
-    """Counts peer connections opened and closed; collects cycles when enough closed."""
+    """Counts live peer connections, and closed things still alive a moment after their
+    close; collects cycles when enough escaped."""
 
-    def __init__(self, collect: Callable[[], int] = collect_and_trim) -> None:
+    def __init__(self, collect: Callable[[], int] = collect_and_trim, grace: float = GRACE):
         self._collect = collect
+        self._grace = grace
         self.live = 0
-        self.pending = 0  # closed since the last pass
+        self.pending = 0  # escaped since the last pass
+        self.escaped = 0  # in all
         self.passes = 0
-        self._scheduled = False
 
     def opened(self) -> None:
         self.live += 1
 
-    def closed(self) -> None:
+    def closed(self, pc: object) -> None:
         self.live -= 1
+        self.watch(pc)
+
+    def watch(self, closed: object) -> None:
+        """``closed`` should be freed by now: look again in a moment."""
+        asyncio.get_running_loop().call_later(self._grace, self._check, weakref.ref(closed))
+
+    def _check(self, ref: weakref.ref[object]) -> None:
+        if ref() is None:  # freed by reference counting
+            return
+        self.escaped += 1
         self.pending += 1
-        if self.pending >= max(MINIMUM, RATIO * self.live) and not self._scheduled:
-            self._scheduled = True
-            # Not inline: the closing code still holds the peer; after it returns, nothing does.
-            asyncio.get_running_loop().call_soon(self.collect)
+        if self.pending >= max(MINIMUM, RATIO * self.live):
+            self.collect()
 
     def collect(self) -> None:
-        self._scheduled = False
         self.pending = 0
         started = time.perf_counter()
         found = self._collect()
         self.passes += 1
-        logger.debug(
+        logger.info(
             "collected %d objects in %.1f ms (%d peers live)",
             found,
             1000 * (time.perf_counter() - started),

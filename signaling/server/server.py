@@ -13,6 +13,7 @@ from aiohttp import web
 
 from sfu.rtc import selfcheck
 from sfu.rtc.media_room import MediaRoom, MediaRoomSetup
+from sfu.rtc.reclaim import reclaimer
 from sfu.rtc.setup import configure, host_addresses
 from sfu.rtc.udp_mux import UdpMux
 from signaling.room.media import MediaEventHandler, MediaFacade, PeerLostHandler
@@ -269,11 +270,32 @@ class PodiumServer:
             heartbeat=self.config.keepalive_interval, max_msg_size=self.config.max_frame_bytes
         )
         await ws.prepare(request)
-        if self.cluster is not None:
-            await self.cluster.serve(ws)
-        else:
-            await Session(ws, self).run()
+        try:
+            if self.cluster is not None:
+                await self.cluster.serve(ws)
+            else:
+                await Session(ws, self).run()
+        finally:
+            _release(request, ws)
         return ws
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "rooms": len(self.rooms)})
+
+
+def _release(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """Break the cycles aiohttp (3.14) leaves behind a closed WebSocket, which only a full
+    collection would free: the connection's protocol holds a method of the response
+    (which holds the request, which holds the protocol), a pong timer that fired after the
+    client went holds one too, and an abnormal close keeps its exception, whose traceback's
+    frames hold the response. Nothing reads them once the socket has closed; a version
+    without these attributes leaves its cycles to the reclaimer, which watches the response."""
+    protocol = request.protocol
+    if hasattr(protocol, "_data_received_cb"):
+        protocol._data_received_cb = None
+    cancel_heartbeat = getattr(ws, "_cancel_heartbeat", None)
+    if cancel_heartbeat is not None:
+        cancel_heartbeat()
+    if hasattr(ws, "_exception"):
+        ws._exception = None
+    reclaimer.watch(ws)

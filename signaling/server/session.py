@@ -204,6 +204,9 @@ class Session:
                 await asyncio.wait_for(self._writer, 1.0)
         if not self.ws.closed:
             await self.ws.close()
+        # A held seat's participant keeps this session as its outbox until a resume: the
+        # session lets go of it, so that neither keeps the other alive in a cycle.
+        self.room = self.participant = None
 
     # -- requests --------------------------------------------------------
     async def _handle_frame(self, raw: str | bytes) -> None:

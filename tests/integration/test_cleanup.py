@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sfu.rtc import reclaim
+from sfu.rtc.media_room import MediaRoom
 from sfu.rtc.peer import MediaPeer
 from signaling.client.client import PodiumClient
 from signaling.server.server import PodiumServer
@@ -102,56 +103,65 @@ async def test_vanished_client_is_removed_by_keepalive(quick_server: PodiumServe
     writer.close()
 
 
-def media_peers() -> int:
-    return sum(isinstance(o, MediaPeer) for o in gc.get_objects())
+def count(kind: type) -> int:
+    return sum(isinstance(o, kind) for o in gc.get_objects())
 
 
-def sessions() -> int:
-    return sum(isinstance(o, Session) for o in gc.get_objects())
-
-
-async def test_closed_peer_connections_are_freed_by_reference_counting(
+async def test_closed_sessions_and_peers_are_freed_by_reference_counting(
     quick_server: PodiumServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A closed aiortc peer connection lives in reference cycles (with its OpenSSL
-    connection and SRTP sessions) until the server breaks them: then it is freed at once,
-    with the automatic GC off and no pass of the server's own."""
+    connection and SRTP sessions), and so did aiohttp's WebSocket objects, until the
+    server broke them: now both are freed at once, with the automatic GC off and no pass
+    of the server's own, while the room they were in goes on."""
     monkeypatch.setattr(reclaim, "MINIMUM", 1000)
+    anchor = await join(quick_server, "anchor")  # keeps the room open
     gc.collect()
-    baseline = media_peers()
+    baseline = count(MediaPeer), count(Session)
+    escaped, passes = reclaim.reclaimer.escaped, reclaim.reclaimer.passes
+    gc.disable()
+    try:
+        for i in range(12):
+            speaker = await join(
+                quick_server, f"s{i}", "speaker", publish=ToneTrack(440), heartbeat=None
+            )
+            client = await join(quick_server, f"l{i}")
+            await asyncio.sleep(0.1)  # media flows: the receivers' tasks have run
+            await client.leave()  # a clean leave, and a dropped socket: its seat is held
+            await client.close()
+            transport = speaker.ws._response.connection.transport  # type: ignore[union-attr]
+            assert transport is not None
+            transport.abort()
+            await speaker.close()
+        await eventually(lambda: len(quick_server.rooms["room1"].participants) == 1, timeout=5)
+        await eventually(lambda: (count(MediaPeer), count(Session)) == baseline, timeout=3)
+        await asyncio.sleep(reclaim.GRACE + 0.2)  # the reclaimer's second look
+        assert reclaim.reclaimer.escaped == escaped and reclaim.reclaimer.passes == passes
+    finally:
+        gc.enable()
+        await anchor.close()
+
+
+async def test_what_escapes_reference_counting_is_collected(
+    quick_server: PodiumServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closed room's parts refer to each other: the reclaimer finds them still alive a
+    moment later and, every MINIMUM such, runs a full collection (automatic GC off)."""
+    monkeypatch.setattr(reclaim, "MINIMUM", 2)
+    monkeypatch.setattr(reclaim.reclaimer, "pending", 0)  # what earlier tests left counted
+    gc.collect()
+    baseline = count(MediaRoom)
     passes = reclaim.reclaimer.passes
     gc.disable()
     try:
-        for i in range(12):
-            speaker = await join(quick_server, f"s{i}", "speaker", publish=ToneTrack(440))
-            client = await join(quick_server, f"l{i}")
-            await asyncio.sleep(0.1)  # media flows: the receivers' tasks have run
-            for leaving in (client, speaker):
-                await leaving.leave()
-                await leaving.close()
-        await eventually(lambda: not quick_server.rooms)
-        await eventually(lambda: media_peers() == baseline, timeout=3)
-        assert reclaim.reclaimer.passes == passes
-    finally:
-        gc.enable()
-
-
-async def test_the_server_collects_what_closed_sessions_leave(
-    quick_server: PodiumServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A session's WebSocket objects (aiohttp's) still form cycles: every MINIMUM closed
-    peers, a full collection frees them, whatever the automatic GC does (here: off)."""
-    monkeypatch.setattr(reclaim, "MINIMUM", 4)
-    gc.collect()
-    baseline = sessions()
-    gc.disable()
-    try:
-        for i in range(12):
+        for i in range(4):  # each one alone in its room: the room closes when it leaves
             client = await join(quick_server, f"l{i}")
             await client.leave()
             await client.close()
-        await eventually(lambda: not quick_server.rooms)
-        # At most MINIMUM - 1 closed since the last pass, and the one closing during it.
-        assert sessions() - baseline <= reclaim.MINIMUM
+            await eventually(lambda: not quick_server.rooms)
+        await asyncio.sleep(reclaim.GRACE + 0.2)
+        # The second escaped room started a pass, which freed the others as well.
+        assert reclaim.reclaimer.passes == passes + 1
+        assert count(MediaRoom) == baseline
     finally:
         gc.enable()
